@@ -1,0 +1,83 @@
+import pytest
+import torch
+from torch import nn
+
+from helpers import checkpoints
+from helpers.checkpoints import CheckpointError, load_checkpoint, load_model, register_model, save_checkpoint
+
+
+@register_model
+class TinyNet(nn.Module):
+    """A model with a config, as every model in helpers has."""
+
+    def __init__(self, width: int = 4):
+        super().__init__()
+        self.config = {"width": width}
+        self.layer = nn.Linear(3, width)
+
+    def forward(self, x):
+        return self.layer(x)
+
+
+def test_round_trip_rebuilds_the_same_model(tmp_path):
+    model = TinyNet(width=5)
+    path = save_checkpoint(tmp_path / "tiny.pt", model, {"epochs": 3}, history={"train_loss": [1.0, 0.5]})
+    loaded = load_model(path)
+    x = torch.randn(2, 3)
+    assert isinstance(loaded, TinyNet) and not loaded.training
+    assert torch.equal(loaded(x), model(x))
+    payload = load_checkpoint(path, "TinyNet", {"width": 5}, {"epochs": 3})
+    assert payload["extra"]["history"]["train_loss"] == [1.0, 0.5]
+    assert [p.name for p in tmp_path.iterdir()] == ["tiny.pt"]
+
+
+def test_a_checkpoint_of_another_model_or_configuration_is_refused(tmp_path):
+    path = save_checkpoint(tmp_path / "tiny.pt", TinyNet(width=5), {"epochs": 3})
+    with pytest.raises(CheckpointError, match="holds a TinyNet, not a VAE.*retrain=True"):
+        load_checkpoint(path, "VAE")
+    with pytest.raises(CheckpointError, match="other config.*width: saved 5, asked 6"):
+        load_checkpoint(path, "TinyNet", {"width": 6})
+    with pytest.raises(CheckpointError, match="other settings.*epochs: saved 3, asked 10"):
+        load_checkpoint(path, "TinyNet", {"width": 5}, {"epochs": 10})
+
+
+def test_a_failed_save_keeps_the_old_checkpoint(tmp_path, monkeypatch):
+    path = save_checkpoint(tmp_path / "tiny.pt", TinyNet(), {"epochs": 1})
+    before = path.read_bytes()
+
+    def crash(obj, f):
+        open(f, "wb").write(b"half a checkpoint")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(checkpoints.torch, "save", crash)
+    with pytest.raises(OSError, match="disk full"):
+        save_checkpoint(path, TinyNet(), {"epochs": 2})
+    assert path.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["tiny.pt"]
+
+
+class Payload:
+    """Unpickling this would run code; weights_only loading must refuse it."""
+    ran = []
+
+    def __reduce__(self):
+        return (Payload.ran.append, ("executed",))
+
+
+def test_pickled_code_is_never_executed(tmp_path):
+    path = tmp_path / "evil.pt"
+    torch.save({"format": 1, "model": "TinyNet", "payload": Payload()}, path)
+    with pytest.raises(CheckpointError, match="not a readable checkpoint.*Delete it"):
+        load_checkpoint(path)
+    assert Payload.ran == []
+
+
+def test_corrupt_missing_and_foreign_files_get_clear_messages(tmp_path):
+    (tmp_path / "noise.pt").write_bytes(b"\x00" * 100)
+    with pytest.raises(CheckpointError, match="noise.pt is not a readable checkpoint"):
+        load_checkpoint(tmp_path / "noise.pt")
+    with pytest.raises(FileNotFoundError, match="train the model first"):
+        load_checkpoint(tmp_path / "absent.pt")
+    torch.save({"weights": torch.zeros(2)}, tmp_path / "foreign.pt")
+    with pytest.raises(CheckpointError, match="not written by helpers.save_checkpoint"):
+        load_checkpoint(tmp_path / "foreign.pt")

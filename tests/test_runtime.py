@@ -1,0 +1,49 @@
+import pytest
+import torch
+
+from helpers import runtime
+
+
+def test_mode_defaults_to_full(monkeypatch):
+    monkeypatch.delenv("DGM_MODE", raising=False)
+    assert runtime.mode() == "full" and not runtime.is_quick()
+    assert runtime.pick(quick=1, full=50) == 50
+
+
+def test_quick_mode_changes_sizes_and_output_tree(monkeypatch):
+    monkeypatch.setenv("DGM_MODE", "quick")
+    assert runtime.pick(quick=1, full=50) == 1
+    assert runtime.results_dir() == runtime.ROOT / ".quick" / "results"
+    monkeypatch.setenv("DGM_MODE", "full")
+    assert runtime.results_dir() == runtime.ROOT / "results"
+    assert runtime.checkpoints_dir() == runtime.ROOT / "checkpoints"
+
+
+def test_unknown_mode_names_the_fix(monkeypatch):
+    monkeypatch.setenv("DGM_MODE", "fast")
+    with pytest.raises(ValueError, match="DGM_MODE='fast'.*'full' or 'quick'"):
+        runtime.mode()
+
+
+def test_seed_everything_repeats_random_draws():
+    runtime.seed_everything(3)
+    first = torch.rand(5)
+    runtime.seed_everything(3)
+    assert torch.equal(first, torch.rand(5))
+    runtime.seed_everything(4)
+    assert not torch.equal(first, torch.rand(5))
+
+
+def test_setup_announces_device_and_mode(monkeypatch, capsys):
+    monkeypatch.setenv("DGM_MODE", "quick")
+    monkeypatch.setattr(runtime, "_announced", set())
+    run = runtime.setup("99_example", seed=7)
+    out = capsys.readouterr().out
+    assert run.notebook == "99_example" and run.quick and run.seed == 7
+    assert f"device: {run.device.type}" in out and "mode: quick" in out
+    assert runtime.current_run() is run
+
+
+def test_current_run_before_setup_says_what_to_call():
+    with pytest.raises(RuntimeError, match="helpers.setup"):
+        runtime.current_run()

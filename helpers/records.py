@@ -44,7 +44,7 @@ def write_json_atomic(path: Path, obj) -> None:
         raise
 
 
-def record(question_id: str, figures: dict, notebook: str | None = None, directory: Path | None = None) -> Path:
+def record(question_id: str, figures: dict, notebook: str | None = None, directory: Path | None = None) -> None:
     """Store `figures` under `question_id` in results/<notebook>.json (merging with earlier ids)."""
     if not isinstance(figures, dict) or not figures:
         raise ValueError(f"record({question_id!r}, ...) needs a non-empty dict of figures.")
@@ -53,7 +53,7 @@ def record(question_id: str, figures: dict, notebook: str | None = None, directo
     records = read_records(path) if path.exists() else {}
     records[question_id] = to_json(figures)
     write_json_atomic(path, records)
-    return path
+    print(f"recorded {question_id} in {runtime._relative(path)}")
 
 
 def read_records(path: Path) -> dict:

@@ -47,3 +47,8 @@ def wasserstein1_empirical(a, b) -> float:
                        compute_mode="donot_use_mm_for_euclid_dist")
     rows, cols = linear_sum_assignment(cost.numpy())
     return float(cost[rows, cols].mean())
+
+
+def negative_elbo(log_likelihood, kl):
+    """The training loss: mean over the minibatch of reconstruction (-log p(x|z)) plus regulariser KL(q(z|x) || p(z))."""
+    return (kl - log_likelihood).mean()

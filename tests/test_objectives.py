@@ -53,3 +53,10 @@ def test_wasserstein_of_a_shifted_point_set_is_the_shift():
     a = torch.rand(50, 2, dtype=torch.float64)
     assert abs(wasserstein1_empirical(a, a + torch.tensor([0.3, 0.4], dtype=torch.float64)) - 0.5) < 1e-12
     assert wasserstein1_empirical(a, a.flip(0)) == 0
+
+
+def test_negative_elbo_is_the_minibatch_mean_of_reconstruction_plus_kl():
+    from helpers.objectives import negative_elbo
+
+    log_likelihood, kl = torch.tensor([-3.0, -5.0]), torch.tensor([1.0, 2.0])
+    assert negative_elbo(log_likelihood, kl) == (4.0 + 7.0) / 2

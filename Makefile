@@ -7,7 +7,7 @@ STAMP     := $(VENV)/.installed
 NOTEBOOKS := $(sort $(wildcard notebooks/*.ipynb))
 
 .DEFAULT_GOAL := help
-.PHONY: help setup run test lab data lint clean distclean
+.PHONY: help setup run test bench lab data lint clean distclean
 
 help: ## list the targets
 	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-6s %s\n", $$1, $$2}'
@@ -29,6 +29,9 @@ run: setup ## execute every notebook with full settings, writing outputs, record
 
 test: setup ## unit tests, then every notebook under nbval with quick settings (records go to .quick/)
 	DGM_MODE=quick DGM_DATA_SOURCE=embedded $(BIN)/python -m pytest
+
+bench: setup ## training throughput (samples/s, FLOP/s against the device's matmul rate)
+	$(BIN)/python -m helpers.bench
 
 lab: setup ## open Jupyter Lab on the notebooks
 	$(BIN)/jupyter lab notebooks/

@@ -66,7 +66,8 @@ def load_checkpoint(path, model: str | None = None, config: dict | None = None, 
 
 def _differences(saved: dict, asked: dict) -> str:
     keys = sorted(set(saved) | set(asked))
-    return ", ".join(f"{k}: saved {saved.get(k)!r}, asked {asked.get(k)!r}" for k in keys if saved.get(k) != asked.get(k))
+    return ", ".join(f"{k}: saved {saved.get(k)!r}, asked {asked.get(k)!r}"
+                     for k in keys if saved.get(k) != asked.get(k))
 
 
 def load_model(path, device=None) -> torch.nn.Module:

@@ -74,7 +74,8 @@ def load_mnist(source: str | None = None, device=None, root: Path | None = None,
     data = _to_device(data, device if device is not None else runtime.device(announce=False))
     if announce:
         sizes = data.sizes()
-        print(f"data: {data.description}: {sizes['train']} train / {sizes['validation']} validation / {sizes['test']} test")
+        print(f"data: {data.description}: "
+              f"{sizes['train']} train / {sizes['validation']} validation / {sizes['test']} test")
         _record_source(data)
     return data
 
@@ -112,7 +113,8 @@ def stratified_split(labels: torch.Tensor, per_class: tuple, seed: int) -> tuple
     for label in np.unique(labels):
         members = rng.permutation(np.flatnonzero(labels == label))
         if len(members) < sum(per_class):
-            raise ValueError(f"Label {label} has {len(members)} items, fewer than the {sum(per_class)} the split needs.")
+            raise ValueError(f"Label {label} has {len(members)} items, "
+                             f"fewer than the {sum(per_class)} the split needs.")
         start = 0
         for part, count in zip(parts, per_class):
             part.append(members[start:start + count])
@@ -218,6 +220,11 @@ def fixed_binarize(x: torch.Tensor, seed: int = EVAL_BINARIZATION_SEED) -> torch
     """One seeded binarisation for evaluation, identical on every device (drawn on the CPU)."""
     generator = torch.Generator().manual_seed(seed)
     return torch.bernoulli(x.detach().cpu(), generator=generator).to(x.device)
+
+
+def evaluation_sets(data: MNIST) -> tuple:
+    """The validation and test images, each binarised once with its own fixed seed: what every ELBO is measured on."""
+    return fixed_binarize(data.val_x, EVAL_BINARIZATION_SEED), fixed_binarize(data.test_x, EVAL_BINARIZATION_SEED + 1)
 
 
 def main(argv=None) -> int:

@@ -50,5 +50,5 @@ def wasserstein1_empirical(a, b) -> float:
 
 
 def negative_elbo(log_likelihood, kl):
-    """The training loss: mean over the minibatch of reconstruction (-log p(x|z)) plus regulariser KL(q(z|x) || p(z))."""
+    """The training loss: the minibatch mean of reconstruction -log p(x|z) plus regulariser KL(q(z|x) || p(z))."""
     return (kl - log_likelihood).mean()

@@ -23,6 +23,7 @@ class History:
     stopped_early: bool = False
     seconds: float = 0.0
     from_checkpoint: bool = False
+    snapshots: dict = field(default_factory=dict)  # epoch -> what snapshot(epoch, model) returned
 
 
 def minibatches(n: int, batch_size: int, device) -> list:
@@ -31,13 +32,15 @@ def minibatches(n: int, batch_size: int, device) -> list:
 
 
 def fit(model, loss_fn, data, optimizer, *, epochs: int, batch_size: int, validate=None, patience: int | None = None,
-        resample=None, checkpoint=None, settings: dict | None = None, retrain: bool = False, desc: str = "train"):
+        resample=None, snapshot=None, checkpoint=None, settings: dict | None = None, retrain: bool = False,
+        desc: str = "train"):
     """Minimise loss_fn(model, *batch) over minibatches of `data` (a tensor or tuple of tensors).
 
     validate(model) -> validation loss, once per epoch; with `patience`, stop after that many epochs
     without improvement and keep the best weights. resample(x) -> x replaces the first tensor every
-    epoch (dynamic binarisation). With `checkpoint`, a matching saved model is loaded instead of
-    training, and the trained one is saved there.
+    epoch (dynamic binarisation). snapshot(epoch, model) runs after each epoch (1-based); what it
+    returns, if not None, is kept in history.snapshots. With `checkpoint`, a matching saved model is
+    loaded instead of training, and the trained one is saved there (with its history).
     """
     checkpoint = Path(checkpoint) if checkpoint is not None else None
     if checkpoint is not None and not retrain and checkpoint.exists():
@@ -63,6 +66,12 @@ def fit(model, loss_fn, data, optimizer, *, epochs: int, batch_size: int, valida
             losses[step] = loss.detach()
         _stop_if_diverged(losses, epoch, len(batches))
         history.train_loss.append(losses.mean().item())
+        if snapshot is not None:
+            model.eval()
+            with torch.no_grad():
+                taken = snapshot(epoch + 1, model)
+            if taken is not None:
+                history.snapshots[epoch + 1] = taken
         status = {"loss": f"{history.train_loss[-1]:.4g}"}
         if validate is not None:
             model.eval()

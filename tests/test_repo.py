@@ -59,4 +59,5 @@ def test_committed_records_match_the_readme(stem):
     records = set(json.loads((ROOT / "results" / f"{stem}.json").read_text()))
     assert recorded, f"the README's table names no records for {stem}"
     assert recorded <= records, f"results/{stem}.json lacks {sorted(recorded - records)}"
-    assert records - META == recorded - META, f"results/{stem}.json holds {sorted(records)}, the README says {sorted(recorded)}"
+    assert records - META == recorded - META, \
+        f"results/{stem}.json holds {sorted(records)}, the README says {sorted(recorded)}"

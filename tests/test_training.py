@@ -90,3 +90,13 @@ def test_resample_gives_fresh_inputs_each_epoch():
     fit(model, loss_fn, torch.full((6, 4), 0.5), torch.optim.SGD(model.parameters(), 0.1), epochs=4, batch_size=6,
         resample=torch.bernoulli)
     assert len(set(seen)) > 1
+
+
+def test_snapshots_are_kept_and_survive_the_checkpoint(tmp_path):
+    model, data = TinyNet(), regression_data()
+    taken = fit(model, mse, data, torch.optim.Adam(model.parameters(), 0.05), epochs=4, batch_size=16,
+                snapshot=lambda epoch, m: m.layer.weight.clone() if epoch in (1, 4) else None,
+                checkpoint=tmp_path / "m.pt")
+    assert sorted(taken.snapshots) == [1, 4] and not torch.equal(taken.snapshots[1], taken.snapshots[4])
+    cached = fit(TinyNet(), mse, data, None, epochs=4, batch_size=16, checkpoint=tmp_path / "m.pt")
+    assert torch.equal(cached.snapshots[4], model.layer.weight)

@@ -1,0 +1,134 @@
+"""`make bench`: training throughput of the models against the device's own matmul rate, in one run.
+
+FLOPs counted are those of the linear layers (2 per multiply-add forward, 4 backward), so the achieved
+rate is a lower bound on what the step computes.
+"""
+import argparse
+import os
+import time
+
+import torch
+from torch import nn
+
+from . import runtime
+from .data import dynamic_binarize, load_mnist
+from .training import fit
+from .vae import VAE
+
+os.environ.setdefault("TQDM_MININTERVAL", "1")
+
+
+def synchronize(device):
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def matmul_rate(device, n: int = 2048, seconds: float = 1.0) -> float:
+    """FLOP/s of an n x n float32 matrix product on `device`."""
+    a, b = torch.randn(n, n, device=device), torch.randn(n, n, device=device)
+    for _ in range(3):
+        a @ b
+    synchronize(device)
+    reps, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        a @ b
+        reps += 1
+    synchronize(device)
+    return 2 * n**3 * reps / (time.perf_counter() - start)
+
+
+def step_flops(model: nn.Module, batch: int) -> int:
+    """Matmul FLOPs of one training step: forward 2, backward 4 per multiply-add of every linear layer."""
+    return 6 * batch * sum(m.in_features * m.out_features for m in model.modules() if isinstance(m, nn.Linear))
+
+
+def bare_loop(model, optimizer, x, batch: int, epochs: int) -> float:
+    """Seconds for `epochs` passes of the plain step (no progress bar, history or checks)."""
+    synchronize(x.device)
+    start = time.perf_counter()
+    for _ in range(epochs):
+        xb = dynamic_binarize(x)
+        for index in torch.randperm(len(x), device=x.device).split(batch):
+            loss = model.loss(xb[index])
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+    synchronize(x.device)
+    return time.perf_counter() - start
+
+
+def fit_loop(model, optimizer, x, batch: int, epochs: int) -> float:
+    """Seconds for the same passes through helpers.fit, as the notebooks train."""
+    synchronize(x.device)
+    start = time.perf_counter()
+    fit(model, lambda m, xb: m.loss(xb), x, optimizer, epochs=epochs, batch_size=batch, resample=dynamic_binarize,
+        desc="fit")
+    synchronize(x.device)
+    return time.perf_counter() - start
+
+
+def reference_loop(model, optimizer, x, batch: int, epochs: int) -> float:
+    """Seconds for the loop of pytorch/examples vae/main.py: a DataLoader over a TensorDataset, summed loss."""
+    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x), batch_size=batch, shuffle=True)
+    synchronize(x.device)
+    start = time.perf_counter()
+    for _ in range(epochs):
+        for (xb,) in loader:
+            reconstruction, kl = model.elbo_terms(xb)
+            loss = (kl - reconstruction).sum()
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+    synchronize(x.device)
+    return time.perf_counter() - start
+
+
+CONFIGS = {  # name: (model, batch size, loop)
+    "vae_fixed_var": (lambda: VAE(2, fixed_std=0.1), 256, bare_loop),
+    "vae_2d": (lambda: VAE(2), 256, bare_loop),
+    "vae_20d": (lambda: VAE(20), 256, bare_loop),
+    "reference 784-400-20, examples loop": (lambda: VAE(20, hidden=(400,), activation="relu"), 128, reference_loop),
+}
+
+
+def measure(make_model, batch, loop, x, epochs, device):
+    torch.manual_seed(0)
+    model = make_model().to(device)
+    optimizer = torch.optim.Adam(model.parameters(), 1e-3)
+    loop(model, optimizer, x, batch, 1)  # warm-up
+    seconds = loop(model, optimizer, x, batch, epochs)
+    samples = epochs * len(x)
+    steps = epochs * -(-len(x) // batch)
+    return samples / seconds, steps * step_flops(model, batch) / seconds, model, optimizer
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--epochs", type=int, default=5, help="timed passes over the training digits per config")
+    args = parser.parse_args(argv)
+    device = runtime.device()
+    runtime.seed_everything(0)
+    x = load_mnist(device=device).train_x
+    peak = matmul_rate(device)
+    print(f"\nmatmul rate (2048 x 2048, float32): {peak / 1e9:.1f} GFLOP/s on {device.type}, "
+          f"{torch.get_num_threads()} CPU threads\n")
+    print(f"{'configuration':<38} {'batch':>5} {'samples/s':>10} {'GFLOP/s':>8} {'of matmul':>9}")
+    rows = {}
+    for name, (make_model, batch, loop) in CONFIGS.items():
+        rate, flops, model, optimizer = measure(make_model, batch, loop, x, args.epochs, device)
+        rows[name] = flops
+        print(f"{name:<38} {batch:>5} {rate:>10.0f} {flops / 1e9:>8.1f} {flops / peak:>9.0%}")
+    print("\noverhead of helpers.fit (progress bar, history, NaN check) over the bare step loop,")
+    print("best of 3 alternating runs each:")
+    for name in ("vae_2d", "vae_20d"):
+        make_model, batch, _ = CONFIGS[name]
+        bare, fitted = 0.0, 0.0
+        for _ in range(3):  # alternate so that drifts in clock speed hit both alike
+            bare = max(bare, measure(make_model, batch, bare_loop, x, args.epochs, device)[0])
+            fitted = max(fitted, measure(make_model, batch, fit_loop, x, args.epochs, device)[0])
+        print(f"  {name}: bare {bare:.0f} samples/s, fit {fitted:.0f} samples/s, overhead {1 - fitted / bare:+.1%}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

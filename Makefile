@@ -28,6 +28,7 @@ run: setup ## execute every notebook with full settings, writing outputs, record
 		--ExecutePreprocessor.timeout=-1 --ExecutePreprocessor.kernel_name=$(KERNEL) $(NOTEBOOKS)
 
 test: setup ## unit tests, then every notebook under nbval with quick settings (records go to .quick/)
+	rm -rf .quick  # quick runs start from nothing, like CI: no stale checkpoint from older code
 	DGM_MODE=quick DGM_DATA_SOURCE=embedded $(BIN)/python -m pytest
 
 bench: setup ## training throughput (samples/s, FLOP/s against the device's matmul rate)

@@ -12,6 +12,7 @@ from torch import nn
 
 from . import runtime
 from .data import dynamic_binarize, load_mnist
+from .gan import Discriminator, Generator, gan_step, to_tanh_range
 from .training import fit
 from .vae import VAE
 
@@ -102,6 +103,30 @@ def measure(make_model, batch, loop, x, epochs, device):
     return samples / seconds, steps * step_flops(model, batch) / seconds, model, optimizer
 
 
+def measure_gan(x, epochs: int, device, batch: int = 64):
+    """(samples/s, matmul FLOP/s) of GAN training: per real sample, the generator runs forward and backward once,
+    the discriminator forward on real and fake and backward for both of its losses."""
+    torch.manual_seed(0)
+    generator, discriminator = Generator().to(device), Discriminator().to(device)
+    opt_g = torch.optim.Adam(generator.parameters(), 2e-4, betas=(0.5, 0.999))
+    opt_d = torch.optim.Adam(discriminator.parameters(), 2e-4, betas=(0.5, 0.999))
+    real = to_tanh_range(x)
+
+    def passes(n):
+        for _ in range(n):
+            for index in torch.randperm(len(real), device=device).split(batch):
+                gan_step(generator, discriminator, opt_g, opt_d, real[index])
+
+    passes(1)
+    synchronize(device)
+    start = time.perf_counter()
+    passes(epochs)
+    synchronize(device)
+    seconds = time.perf_counter() - start
+    per_sample = step_flops(generator, 1) + 3 * step_flops(discriminator, 1)  # D: real, fake, and fake for G
+    return epochs * len(x) / seconds, epochs * len(x) * per_sample / seconds
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--epochs", type=int, default=5, help="timed passes over the training digits per config")
@@ -118,6 +143,9 @@ def main(argv=None) -> int:
         rate, flops, model, optimizer = measure(make_model, batch, loop, x, args.epochs, device)
         rows[name] = flops
         print(f"{name:<38} {batch:>5} {rate:>10.0f} {flops / 1e9:>8.1f} {flops / peak:>9.0%}")
+    gan_rate, gan_flops = measure_gan(x, args.epochs, device)
+    name = "GAN (MLP generator and discriminator)"
+    print(f"{name:<38} {64:>5} {gan_rate:>10.0f} {gan_flops / 1e9:>8.1f} {gan_flops / peak:>9.0%}")
     print("\noverhead of helpers.fit (progress bar, history, NaN check) over the bare step loop,")
     print("best of 3 alternating runs each:")
     for name in ("vae_2d", "vae_20d"):

@@ -35,6 +35,7 @@ def save_checkpoint(path, model: torch.nn.Module, settings: dict | None = None, 
     os.close(fd)
     try:
         torch.save(payload, tmp)
+        os.chmod(tmp, 0o644)  # mkstemp makes it private; a checkpoint is an ordinary file
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -70,11 +71,21 @@ def _differences(saved: dict, asked: dict) -> str:
                      for k in keys if saved.get(k) != asked.get(k))
 
 
+def restore(model: torch.nn.Module, payload: dict, path) -> torch.nn.Module:
+    """Load the payload's weights into `model`, refusing weights saved by another version of its code."""
+    try:
+        model.load_state_dict(payload["state_dict"])
+    except RuntimeError as error:
+        raise CheckpointError(f"{path} was saved by another version of {type(model).__name__} (its weights do not fit: "
+                              f"{str(error).splitlines()[1].strip()[:160]}). Delete it, or train again with "
+                              "retrain=True, to replace it.") from error
+    return model
+
+
 def load_model(path, device=None) -> torch.nn.Module:
     """Rebuild any registered model from its checkpoint, in eval mode on `device`."""
     payload = load_checkpoint(path)
     if payload["model"] not in MODELS:
         raise CheckpointError(f"{path} holds a {payload['model']}, which helpers does not define.")
-    model = MODELS[payload["model"]](**payload["config"])
-    model.load_state_dict(payload["state_dict"])
+    model = restore(MODELS[payload["model"]](**payload["config"]), payload, path)
     return model.to(device or "cpu").eval()

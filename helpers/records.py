@@ -38,6 +38,7 @@ def write_json_atomic(path: Path, obj) -> None:
         with os.fdopen(fd, "w") as f:
             json.dump(obj, f, indent=2, sort_keys=True)  # Infinity is allowed on purpose
             f.write("\n")
+        os.chmod(tmp, 0o644)  # mkstemp makes it private; a record is an ordinary file
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

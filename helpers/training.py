@@ -7,7 +7,7 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from .checkpoints import load_checkpoint, save_checkpoint
+from .checkpoints import load_checkpoint, restore, save_checkpoint
 
 
 class TrainingDiverged(FloatingPointError):
@@ -45,7 +45,7 @@ def fit(model, loss_fn, data, optimizer, *, epochs: int, batch_size: int, valida
     checkpoint = Path(checkpoint) if checkpoint is not None else None
     if checkpoint is not None and not retrain and checkpoint.exists():
         payload = load_checkpoint(checkpoint, type(model).__name__, getattr(model, "config", {}), settings)
-        model.load_state_dict(payload["state_dict"])
+        restore(model, payload, checkpoint)
         return History(**{**payload["extra"]["history"], "from_checkpoint": True})
 
     data = data if isinstance(data, tuple) else (data,)

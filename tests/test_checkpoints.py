@@ -81,3 +81,12 @@ def test_corrupt_missing_and_foreign_files_get_clear_messages(tmp_path):
     torch.save({"weights": torch.zeros(2)}, tmp_path / "foreign.pt")
     with pytest.raises(CheckpointError, match="not written by helpers.save_checkpoint"):
         load_checkpoint(tmp_path / "foreign.pt")
+
+
+def test_weights_from_another_version_of_the_code_are_refused(tmp_path):
+    path = save_checkpoint(tmp_path / "tiny.pt", TinyNet(width=5), {"epochs": 1})
+    payload = torch.load(path, weights_only=True)
+    payload["state_dict"]["extra_layer.weight"] = torch.zeros(2)  # as if the class had lost a layer since
+    torch.save(payload, path)
+    with pytest.raises(CheckpointError, match="another version of TinyNet.*retrain=True"):
+        load_model(path)

@@ -1,15 +1,14 @@
 """A GAN for 28x28 digits (MLP generator and discriminator), and a small classifier that measures its samples."""
 import time
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
-from .checkpoints import load_checkpoint, register_model, restore, save_checkpoint
-from .training import _stop_if_diverged, fit
+from .checkpoints import register_model, save_checkpoint
+from .training import _stop_if_diverged, cached_history, fit, take_snapshot
 
 
 @register_model
@@ -97,11 +96,9 @@ def gan_step(generator, discriminator, opt_g, opt_d, real):
 def train_gan(generator, discriminator, images, *, epochs: int, batch_size: int = 64, lr: float = 2e-4,
               snapshot=None, checkpoint=None, settings: dict | None = None, retrain: bool = False, desc="GAN"):
     """Adam (lr 2e-4, betas 0.5, 0.999) for both players over `images` in [0, 1]; the generator is cached."""
-    checkpoint = Path(checkpoint) if checkpoint is not None else None
-    if checkpoint is not None and not retrain and checkpoint.exists():
-        payload = load_checkpoint(checkpoint, "Generator", generator.config, settings)
-        restore(generator, payload, checkpoint)
-        return GANHistory(**{**payload["extra"]["history"], "from_checkpoint": True})
+    cached = cached_history(generator, checkpoint, settings, retrain, GANHistory)
+    if cached is not None:
+        return cached
     opt_g = torch.optim.Adam(generator.parameters(), lr=lr, betas=(0.5, 0.999))
     opt_d = torch.optim.Adam(discriminator.parameters(), lr=lr, betas=(0.5, 0.999))
     real_all = to_tanh_range(images)
@@ -118,12 +115,7 @@ def train_gan(generator, discriminator, images, *, epochs: int, batch_size: int 
         for values, mean in zip((history.loss_d, history.loss_g, history.d_real, history.d_fake), means):
             values.append(mean)
         bar.set_postfix(D=f"{history.loss_d[-1]:.3f}", G=f"{history.loss_g[-1]:.3f}")
-        if snapshot is not None:
-            generator.eval()
-            with torch.no_grad():
-                taken = snapshot(epoch + 1, generator)
-            if taken is not None:
-                history.snapshots[epoch + 1] = taken
+        take_snapshot(snapshot, epoch + 1, generator, history.snapshots)
     bar.close()
     generator.eval()
     history.seconds = time.perf_counter() - start

@@ -42,11 +42,9 @@ def fit(model, loss_fn, data, optimizer, *, epochs: int, batch_size: int, valida
     returns, if not None, is kept in history.snapshots. With `checkpoint`, a matching saved model is
     loaded instead of training, and the trained one is saved there (with its history).
     """
-    checkpoint = Path(checkpoint) if checkpoint is not None else None
-    if checkpoint is not None and not retrain and checkpoint.exists():
-        payload = load_checkpoint(checkpoint, type(model).__name__, getattr(model, "config", {}), settings)
-        restore(model, payload, checkpoint)
-        return History(**{**payload["extra"]["history"], "from_checkpoint": True})
+    cached = cached_history(model, checkpoint, settings, retrain, History)
+    if cached is not None:
+        return cached
 
     data = data if isinstance(data, tuple) else (data,)
     history, best_loss, best_state = History(), float("inf"), None
@@ -66,12 +64,7 @@ def fit(model, loss_fn, data, optimizer, *, epochs: int, batch_size: int, valida
             losses[step] = loss.detach()
         _stop_if_diverged(losses, epoch, len(batches))
         history.train_loss.append(losses.mean().item())
-        if snapshot is not None:
-            model.eval()
-            with torch.no_grad():
-                taken = snapshot(epoch + 1, model)
-            if taken is not None:
-                history.snapshots[epoch + 1] = taken
+        take_snapshot(snapshot, epoch + 1, model, history.snapshots)
         status = {"loss": f"{history.train_loss[-1]:.4g}"}
         if validate is not None:
             model.eval()
@@ -94,6 +87,26 @@ def fit(model, loss_fn, data, optimizer, *, epochs: int, batch_size: int, valida
     if checkpoint is not None:
         save_checkpoint(checkpoint, model, settings, history=asdict(history))
     return history
+
+
+def cached_history(model, checkpoint, settings, retrain: bool, history_class):
+    """When `checkpoint` holds this model trained with `settings`, load it and return its history; else None."""
+    if checkpoint is None or retrain or not Path(checkpoint).exists():
+        return None
+    payload = load_checkpoint(checkpoint, type(model).__name__, getattr(model, "config", {}), settings)
+    restore(model, payload, checkpoint)
+    return history_class(**{**payload["extra"]["history"], "from_checkpoint": True})
+
+
+def take_snapshot(snapshot, epoch: int, model, snapshots: dict) -> None:
+    """Run snapshot(epoch, model) in eval mode without gradients; keep what it returns, if anything."""
+    if snapshot is None:
+        return
+    model.eval()
+    with torch.no_grad():
+        taken = snapshot(epoch, model)
+    if taken is not None:
+        snapshots[epoch] = taken
 
 
 def _stop_if_diverged(losses: torch.Tensor, epoch: int, steps: int) -> None:

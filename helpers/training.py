@@ -94,7 +94,7 @@ def cached_history(model, checkpoint, settings, retrain: bool, history_class):
     if checkpoint is None or retrain or not Path(checkpoint).exists():
         return None
     payload = load_checkpoint(checkpoint, type(model).__name__, getattr(model, "config", {}), settings)
-    restore(model, payload, checkpoint)
+    restore(model, payload, checkpoint).eval()  # as a finished training run leaves it: no batch-norm updates after
     return history_class(**{**payload["extra"]["history"], "from_checkpoint": True})
 
 

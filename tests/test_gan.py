@@ -20,6 +20,7 @@ def test_train_gan_records_history_and_caches_the_generator(tmp_path):
     cached = train_gan(again, Discriminator(hidden=(32,)), images, epochs=2, checkpoint=tmp_path / "g.pt",
                        settings={"epochs": 2})
     assert cached.from_checkpoint and cached.loss_g == history.loss_g
+    assert not again.training  # a loaded generator must not update its batch-norm statistics when used
     assert torch.equal(again.sample(5, generator=torch.Generator().manual_seed(0)), samples)
     with pytest.raises(CheckpointError, match="other settings"):
         train_gan(Generator(latent_dim=8, hidden=(32,)), Discriminator(hidden=(32,)), images, epochs=3,

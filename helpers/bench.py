@@ -4,7 +4,6 @@ FLOPs counted are those of the linear layers (2 per multiply-add forward, 4 back
 rate is a lower bound on what the step computes.
 """
 import argparse
-import os
 import time
 
 import torch
@@ -15,8 +14,6 @@ from .data import dynamic_binarize, load_mnist
 from .gan import Discriminator, Generator, gan_step, to_tanh_range
 from .training import fit
 from .vae import VAE
-
-os.environ.setdefault("TQDM_MININTERVAL", "1")
 
 
 def synchronize(device):

@@ -83,7 +83,7 @@ def load_mnist(source: str | None = None, device=None, root: Path | None = None,
 def _record_source(data: MNIST) -> None:
     from .records import record
 
-    if runtime._current.get("run") is not None:
+    if runtime.active_run() is not None:
         record("data", {"source": data.source, "description": data.description, **data.sizes()})
 
 

@@ -8,7 +8,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from .checkpoints import register_model, save_checkpoint
-from .training import _stop_if_diverged, cached_history, fit, take_snapshot
+from .training import cached_history, fit, stop_if_diverged, take_snapshot
 
 
 @register_model
@@ -110,7 +110,7 @@ def train_gan(generator, discriminator, images, *, epochs: int, batch_size: int 
         stats = torch.empty(len(batches), 4, device=real_all.device)  # checked once an epoch: no per-step sync
         for step, index in enumerate(batches):
             stats[step] = gan_step(generator, discriminator, opt_g, opt_d, real_all[index])
-        _stop_if_diverged(stats[:, :2].sum(1), epoch, len(batches))
+        stop_if_diverged(stats[:, :2].sum(1), epoch, len(batches))
         means = stats.mean(0).tolist()
         for values, mean in zip((history.loss_d, history.loss_g, history.d_real, history.d_fake), means):
             values.append(mean)

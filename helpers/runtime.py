@@ -103,6 +103,11 @@ def setup(notebook: str, seed: int = 0) -> Run:
     return run
 
 
+def active_run() -> Run | None:
+    """The Run made by setup(), or None outside a notebook."""
+    return _current.get("run")
+
+
 def current_run() -> Run:
     """The Run made by setup(); records need it to know which notebook they belong to."""
     if "run" not in _current:

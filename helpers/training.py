@@ -62,7 +62,7 @@ def fit(model, loss_fn, data, optimizer, *, epochs: int, batch_size: int, valida
             loss.backward()
             optimizer.step()
             losses[step] = loss.detach()
-        _stop_if_diverged(losses, epoch, len(batches))
+        stop_if_diverged(losses, epoch, len(batches))
         history.train_loss.append(losses.mean().item())
         take_snapshot(snapshot, epoch + 1, model, history.snapshots)
         status = {"loss": f"{history.train_loss[-1]:.4g}"}
@@ -109,7 +109,8 @@ def take_snapshot(snapshot, epoch: int, model, snapshots: dict) -> None:
         snapshots[epoch] = taken
 
 
-def _stop_if_diverged(losses: torch.Tensor, epoch: int, steps: int) -> None:
+def stop_if_diverged(losses: torch.Tensor, epoch: int, steps: int) -> None:
+    """Raise TrainingDiverged at the first non-finite loss of the epoch, naming its global step."""
     bad = (~torch.isfinite(losses)).nonzero()
     if len(bad):
         step = int(bad[0])

@@ -74,11 +74,10 @@ def fit(model, loss_fn, data, optimizer, *, epochs: int, batch_size: int, valida
             if history.val_loss[-1] < best_loss:
                 best_loss, history.best_epoch = history.val_loss[-1], epoch
                 best_state = copy.deepcopy(model.state_dict())
-            elif patience is not None and epoch - history.best_epoch >= patience:
-                history.stopped_early = True
-                bar.set_postfix(status)
-                break
         bar.set_postfix(status)
+        if patience is not None and history.best_epoch >= 0 and epoch - history.best_epoch >= patience:
+            history.stopped_early = True
+            break
     bar.close()
     if best_state is not None:
         model.load_state_dict(best_state)

@@ -2,37 +2,50 @@
 PYTHON    ?= python3
 VENV      ?= .venv
 BIN       := $(VENV)/bin
-KERNEL    := dgm-course
+KERNEL    := python3
 STAMP     := $(VENV)/.installed
-NOTEBOOKS := $(sort $(wildcard notebooks/*.ipynb))
+NOTEBOOKS := $(sort $(wildcard notebooks/[0-9][0-9]_*.ipynb))
+MIN_PYTHON := 3.11
 
 .DEFAULT_GOAL := help
-.PHONY: help setup run test bench lab data lint clean distclean
+.PHONY: help setup run test answers bench lab data lint clean distclean check-python
 
 help: ## list the targets
-	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-6s %s\n", $$1, $$2}'
+	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-9s %s\n", $$1, $$2}'
 
-setup: $(STAMP) ## create .venv with the pinned packages, helpers (editable) and the Jupyter kernel
+check-python:
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < tuple(map(int, "$(MIN_PYTHON)".split("."))))' 2>/dev/null || { \
+	  echo "error: '$(PYTHON)' is $$($(PYTHON) --version 2>&1 || echo missing); this collection needs Python $(MIN_PYTHON) or newer."; \
+	  echo "Install Python $(MIN_PYTHON)+ (python.org, your package manager, or conda), then run: make PYTHON=python3.11 setup"; \
+	  exit 1; }
 
+setup: check-python $(STAMP) ## create .venv with the pinned packages, helpers (editable) and the Jupyter kernel
+
+# A .venv made by another interpreter (say 3.10, before a retry with 3.11) is replaced, not reused.
 $(STAMP): requirements.txt pyproject.toml
+	$(PYTHON) tools/check_venv.py $(VENV)
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -r requirements.txt
+	@echo "installing the pinned packages (PyTorch with its CUDA libraries is about 6 GB: this takes a few minutes)"
+	$(BIN)/python -m pip install --progress-bar on -r requirements.txt || { \
+	  echo "error: installing the packages failed. If the environment is broken, run 'make distclean' and try again."; exit 1; }
 	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e .
-	$(BIN)/python -m ipykernel install --sys-prefix --name $(KERNEL) --display-name "Python (deep generative models)"
+	$(BIN)/python -m ipykernel install --sys-prefix  # the standard python3 kernel, run by this environment
 	$(BIN)/python -c "import torch, torchvision, helpers; print('ready: torch', torch.__version__, '| torchvision', torchvision.__version__, '| CUDA' if torch.cuda.is_available() else '| CPU')"
 	touch $@
 
-run: setup ## execute every notebook with full settings, writing outputs, records and checkpoints
-	DGM_MODE=full $(BIN)/jupyter nbconvert --to notebook --execute --inplace \
-		--ExecutePreprocessor.timeout=-1 --ExecutePreprocessor.kernel_name=$(KERNEL) $(NOTEBOOKS)
+answers: setup ## export the notebooks' answer cells to answers/*.py (later notebooks and the tests import them)
+	$(BIN)/python -m answers.export
+
+run: setup answers ## execute every notebook with full settings; a notebook and its records change only if it succeeds
+	DGM_MODE=full $(BIN)/python tools/run_notebooks.py --kernel $(KERNEL) $(NOTEBOOKS)
 
 test: setup ## unit tests, then every notebook under nbval with quick settings (records go to .quick/)
 	rm -rf .quick  # quick runs start from nothing, like CI: no stale checkpoint from older code
 	DGM_MODE=quick DGM_DATA_SOURCE=embedded $(BIN)/python -m pytest
 
 bench: setup ## training throughput (samples/s, FLOP/s against the device's matmul rate)
-	$(BIN)/python -m helpers.bench
+	$(BIN)/python -m bench.throughput
 
 lab: setup ## open Jupyter Lab on the notebooks
 	$(BIN)/jupyter lab notebooks/
@@ -40,12 +53,12 @@ lab: setup ## open Jupyter Lab on the notebooks
 data: setup ## download full MNIST into data/MNIST/raw (needs the internet; verified by md5)
 	$(BIN)/python -m helpers.data download
 
-lint: setup ## ruff over helpers, tests and notebooks
-	$(BIN)/ruff check helpers tests notebooks
+lint: setup ## ruff over helpers, answers, tests, tools and notebooks
+	$(BIN)/ruff check helpers answers bench tests tools notebooks
 
 clean: ## remove quick-run outputs and caches (keeps .venv, data and full-run results)
 	rm -rf .quick .pytest_cache .ruff_cache
 	find . -name __pycache__ -not -path './$(VENV)/*' -prune -exec rm -rf {} +
 
-distclean: clean ## also remove .venv
+distclean: clean ## also remove .venv (start again from `make setup`)
 	rm -rf $(VENV) *.egg-info

@@ -1,9 +1,10 @@
 """Checkpoints: written atomically, read with weights_only=True, refused when made for another model."""
-import os
-import tempfile
 from pathlib import Path
 
+import numpy as np
 import torch
+
+from .runtime import write_atomically
 
 FORMAT = 1
 MODELS = {}
@@ -19,47 +20,77 @@ def register_model(cls):
     return cls
 
 
+def plain(value):
+    """The value in types that weights_only loading accepts back (dicts, lists, str, int, float, bool, None, CPU
+    tensors) and that compare equal between a saved key and the same key asked again (a tuple becomes a list)."""
+    if isinstance(value, torch.Tensor):
+        return value.detach().cpu()
+    if isinstance(value, np.ndarray):
+        return torch.as_tensor(value)
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, dict):
+        return {plain(k): plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [plain(v) for v in value]
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
+    raise CheckpointError(f"Cannot save a {type(value).__name__} in a checkpoint: use numbers, strings, lists, "
+                          "dicts or tensors.")
+
+
 def save_checkpoint(path, model: torch.nn.Module, settings: dict | None = None, **extra) -> Path:
-    """Save weights, model.config (rebuilds it), the training settings and plain extras; never half a file."""
+    """Save weights, model.config (rebuilds it), the training settings and plain extras; never half a file.
+
+    The temporary file is loaded back the way load_checkpoint reads it before it replaces `path`, so a file that
+    could not be read (a disk that filled up, a value weights_only refuses) never takes the place of a good one.
+    """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     payload = {
         "format": FORMAT,
         "model": type(model).__name__,
-        "config": dict(getattr(model, "config", {})),
-        "settings": dict(settings or {}),
+        "config": plain(dict(getattr(model, "config", {}))),
+        "settings": plain(dict(settings or {})),
         "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
-        "extra": extra,
+        "extra": plain(extra),
     }
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
+
+    def write(tmp):
         torch.save(payload, tmp)
-        os.chmod(tmp, 0o644)  # mkstemp makes it private; a checkpoint is an ordinary file
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+        torch.load(tmp, map_location="cpu", weights_only=True)
+
+    try:
+        return write_atomically(path, write)
+    except (OSError, RuntimeError) as error:
+        first_line = (str(error).strip().splitlines() or [type(error).__name__])[0][:200]
+        raise CheckpointError(f"Could not write {path} ({first_line}). Is the disk full or the folder read-only? "
+                              "Free some space and run the cell again; the previous file, if any, is unchanged.") from error
 
 
-def load_checkpoint(path, model: str | None = None, config: dict | None = None, settings: dict | None = None,
-                    map_location="cpu") -> dict:
+def load_checkpoint(path, model: str | None = None, config: dict | None = None, settings: dict | None = None) -> dict:
     """The saved payload, after checking it was made for `model` with `config` and `settings` (when given)."""
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"No checkpoint at {path}: train the model first (run its notebook).")
+    if path.is_file() and path.stat().st_size == 0:
+        raise CheckpointError(f"{path} is empty (0 bytes), perhaps from an interrupted copy. Delete it and train again "
+                              "(or restore it with `git checkout` if it is a committed checkpoint).")
     try:
-        payload = torch.load(path, map_location=map_location, weights_only=True)
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except PermissionError as error:
+        raise CheckpointError(f"{path} cannot be read by this user (permission denied). The file may well be fine: "
+                              "give yourself read access (chmod u+r) rather than deleting it.") from error
     except Exception as error:
+        first_line = (str(error).strip().splitlines() or [""])[0][:200]
         raise CheckpointError(f"{path} is not a readable checkpoint of this collection ({type(error).__name__}: "
-                              f"{str(error).splitlines()[0][:200]}). Delete it and train again.") from error
+                              f"{first_line}). Delete it and train again.") from error
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise CheckpointError(f"{path} was not written by helpers.save_checkpoint. Delete it and train again.")
     fix = "Delete it, or train again with retrain=True, to replace it."
     if model is not None and payload["model"] != model:
         raise CheckpointError(f"{path} holds a {payload['model']}, not a {model}. {fix}")
     for key, asked in (("config", config), ("settings", settings)):
+        asked = None if asked is None else plain(asked)
         if asked is not None and payload[key] != asked:
             raise CheckpointError(f"{path} was made with other {key} ({_differences(payload[key], asked)}). {fix}")
     return payload
@@ -87,5 +118,10 @@ def load_model(path, device=None) -> torch.nn.Module:
     payload = load_checkpoint(path)
     if payload["model"] not in MODELS:
         raise CheckpointError(f"{path} holds a {payload['model']}, which helpers does not define.")
-    model = restore(MODELS[payload["model"]](**payload["config"]), payload, path)
+    try:
+        model = MODELS[payload["model"]](**payload["config"])
+    except TypeError as error:
+        raise CheckpointError(f"{path} was saved by another version of {payload['model']}: its config "
+                              f"{payload['config']} does not fit the current code ({error}). Train it again.") from error
+    model = restore(model, payload, path)
     return model.to(device or "cpu").eval()

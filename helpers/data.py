@@ -29,6 +29,13 @@ MNIST_FILES = {
     "t10k-images-idx3-ubyte": ("9fb629c4189551a2d022fa330f9573f3", 10_000, 16 + 10_000 * 784),
     "t10k-labels-idx1-ubyte": ("ec29112dd5afa0611ce80d1b7f02629c", 10_000, 8 + 10_000),
 }
+# What real MNIST holds (Fashion-MNIST and others ship files of the same names and layout): the number of each
+# digit 0-9 in each file, and the range of the mean pixel value (MNIST: 0.1307 train, 0.1325 test; Fashion-MNIST: 0.286)
+LABEL_COUNTS = {
+    "train-labels-idx1-ubyte": [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949],
+    "t10k-labels-idx1-ubyte": [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009],
+}
+PIXEL_MEAN = (0.12, 0.145)
 PLACE_BY_HAND = (
     "To place full MNIST by hand, copy the four files train-images-idx3-ubyte.gz, "
     "train-labels-idx1-ubyte.gz, t10k-images-idx3-ubyte.gz and t10k-labels-idx1-ubyte.gz "
@@ -83,7 +90,7 @@ def load_mnist(source: str | None = None, device=None, root: Path | None = None,
 def _record_source(data: MNIST) -> None:
     from .records import record
 
-    if runtime.active_run() is not None:
+    if runtime.current_run() is not None:
         record("data", {"source": data.source, "description": data.description, **data.sizes()})
 
 
@@ -125,7 +132,13 @@ def stratified_split(labels: torch.Tensor, per_class: tuple, seed: int) -> tuple
 # --- full MNIST from IDX files -----------------------------------------------------------------
 
 def _candidates(raw: Path, name: str) -> list:
-    return [p for p in (raw / f"{name}.gz", raw / name) if p.exists()]
+    """The files that could hold `name`: its .gz or the bare IDX file; a folder in their place is refused by name."""
+    found = [p for p in (raw / f"{name}.gz", raw / name) if p.exists()]
+    for path in found:
+        if not path.is_file():
+            raise DataError(f"{path} is a {'folder' if path.is_dir() else 'special file'}, not a data file: remove it "
+                            "and place the file itself there (or remove it to use the embedded digits).")
+    return found
 
 
 def md5(path: Path) -> str:
@@ -171,11 +184,29 @@ def parse_idx(content: bytes, path: Path | str = "<bytes>") -> np.ndarray:
     return np.frombuffer(content, dtype=np.uint8, offset=header).reshape(shape)
 
 
+def check_is_mnist(raw: Path, arrays: dict) -> None:
+    """Refuse files of the right layout but other content: labels outside 0-9, another class balance, other pixels."""
+    for name, counts in LABEL_COUNTS.items():
+        labels = arrays[name]
+        if labels.size and labels.max() > 9:
+            raise DataError(f"{raw / name} holds label {int(labels.max())}: MNIST's labels are 0-9. Place MNIST's own file.")
+        if np.bincount(labels, minlength=10).tolist() != counts:
+            raise DataError(f"{raw / name} does not hold MNIST's labels (another data set with the same file names, "
+                            "such as Fashion-MNIST?). Delete it and run `make data`, or place MNIST's own files.")
+    for name in MNIST_FILES:
+        if "images" in name:
+            mean = float(arrays[name].mean()) / 255
+            if not PIXEL_MEAN[0] <= mean <= PIXEL_MEAN[1]:
+                raise DataError(f"{raw / name} has a mean pixel value of {mean:.3f}, not MNIST's (about 0.13): another "
+                                "data set with the same file names? Delete it and run `make data`, or place MNIST's own.")
+
+
 def _load_full(raw: Path) -> MNIST:
     arrays = {name: read_idx_file(raw, name) for name in MNIST_FILES}
     for name, (_, items, _) in MNIST_FILES.items():
         if arrays[name].shape[0] != items:
             raise DataError(f"{raw / name} holds {arrays[name].shape[0]} items, expected {items}: place a good copy.")
+    check_is_mnist(raw, arrays)
     x = torch.as_tensor(arrays["train-images-idx3-ubyte"].reshape(-1, 784).astype(np.float32) / 255.0)
     y = torch.as_tensor(arrays["train-labels-idx1-ubyte"].astype(np.int64))
     test_x = torch.as_tensor(arrays["t10k-images-idx3-ubyte"].reshape(-1, 784).astype(np.float32) / 255.0)

@@ -19,7 +19,7 @@ STYLE = {
 
 
 def use_style() -> None:
-    """Apply the collection's matplotlib style (setup() calls this)."""
+    """Apply the collection's matplotlib style (start() calls this)."""
     plt.rcParams.update(STYLE)
 
 

@@ -1,8 +1,13 @@
-"""Key figures of each answer, written to results/<notebook>.json for graders and tests."""
+"""Key figures of each answer, written to results/<notebook>.json for graders and tests.
+
+The files are strict JSON (infinities are written as the strings "inf" and "-inf"), written atomically, and
+merged under a lock so that notebooks run side by side never lose each other's records.
+"""
+import contextlib
+import fcntl
 import json
 import math
-import os
-import tempfile
+import re
 from pathlib import Path
 
 import numpy as np
@@ -10,9 +15,11 @@ import torch
 
 from . import runtime
 
+INFINITIES = {math.inf: "inf", -math.inf: "-inf"}
+
 
 def to_json(value):
-    """Plain JSON types from tensors, arrays and numpy scalars; NaN is refused (it hides a bug)."""
+    """Plain JSON types from tensors, arrays and numpy scalars; NaN is refused (it hides a bug), infinities spelled."""
     if isinstance(value, torch.Tensor):
         value = value.detach().cpu().tolist()
     elif isinstance(value, np.ndarray | np.generic):
@@ -26,38 +33,60 @@ def to_json(value):
     if isinstance(value, float):
         if math.isnan(value):
             raise ValueError("A record holds NaN: compute the figure again, a NaN is never an answer.")
-        return value
+        return INFINITIES.get(value, value)
     raise TypeError(f"Cannot record a {type(value).__name__}: record numbers, strings, lists or dicts.")
 
 
-def write_json_atomic(path: Path, obj) -> None:
-    """Write JSON through a temporary file and a rename, so a crash never leaves half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(obj, f, indent=2, sort_keys=True)  # Infinity is allowed on purpose
+def write_json(path: Path, obj) -> None:
+    """Write strict JSON atomically (through a temporary file and a rename)."""
+    def write(tmp):
+        with open(tmp, "w") as f:
+            json.dump(obj, f, indent=2, sort_keys=True, allow_nan=False)
             f.write("\n")
-        os.chmod(tmp, 0o644)  # mkstemp makes it private; a record is an ordinary file
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    runtime.write_atomically(path, write)
+
+
+@contextlib.contextmanager
+def locked(path: Path):
+    """Hold an exclusive lock beside `path` (a hidden .lock file) for a read-merge-write."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.parent / f".{path.name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 def record(question_id: str, figures: dict, notebook: str | None = None, directory: Path | None = None) -> None:
     """Store `figures` under `question_id` in results/<notebook>.json (merging with earlier ids)."""
     if not isinstance(figures, dict) or not figures:
         raise ValueError(f"record({question_id!r}, ...) needs a non-empty dict of figures.")
-    notebook = notebook or runtime.current_run().notebook
-    path = Path(directory or runtime.results_dir()) / f"{notebook}.json"
-    records = read_records(path) if path.exists() else {}
-    records[question_id] = to_json(figures)
-    write_json_atomic(path, records)
-    print(f"recorded {question_id} in {runtime._relative(path)}")
+    if notebook is None:
+        if runtime.current_run() is None:
+            raise RuntimeError("No notebook is started: call helpers.start('<notebook name>') first.")
+        notebook = runtime.current_run().notebook
+    if not re.fullmatch(r"[\w.-]+", notebook) or notebook.startswith("."):
+        raise ValueError(f"{notebook!r} is not a notebook name: use letters, digits, '_', '-' and '.', no folders.")
+    path = Path(directory or runtime.records_dir()) / f"{notebook}.json"
+    figures = to_json(figures)
+    with locked(path):
+        records = read_records(path) if path.exists() else {}
+        records[question_id] = figures
+        write_json(path, records)
+    print(f"recorded {question_id} in {runtime._relative(runtime.results_dir() / path.name)}")
 
 
 def read_records(path: Path) -> dict:
-    """The records of one notebook, as written by record()."""
-    with open(path) as f:
-        return json.load(f)
+    """The records of one notebook, as written by record(); a damaged file is named, with the fix."""
+    path = Path(path)
+    try:
+        with open(path) as f:
+            records = json.load(f)
+    except json.JSONDecodeError as error:
+        raise ValueError(f"{path} is not valid JSON ({error}). Restore it with `git checkout -- {path.name}` "
+                         "or delete it and re-run its notebook.") from error
+    if not isinstance(records, dict):
+        raise ValueError(f"{path} does not hold records (a JSON object of question ids). Delete it and re-run "
+                         "its notebook.")
+    return records

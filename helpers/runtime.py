@@ -1,6 +1,8 @@
 """Run settings shared by every notebook: device, seeds, quick/full mode and output paths."""
 import os
 import random
+import sys
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -10,6 +12,8 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 MODE_VARIABLE = "DGM_MODE"
 MODES = ("full", "quick")
+STAGING_VARIABLE = "DGM_RECORDS_STAGING"  # set by `make run`: records go there until the notebook succeeds
+PLAIN_PROGRESS_VARIABLE = "DGM_PLAIN_PROGRESS"  # set by `make run`: text progress bars without timings
 
 
 def mode() -> str:
@@ -20,21 +24,21 @@ def mode() -> str:
     return value
 
 
-def is_quick() -> bool:
-    """True when the notebooks should run their small CI configuration."""
-    return mode() == "quick"
-
-
 def pick(*, quick, full):
     """The value for the current mode: `epochs = pick(quick=2, full=50)`."""
-    return quick if is_quick() else full
+    return quick if mode() == "quick" else full
+
+
+OUTPUT_VARIABLE = "DGM_OUTPUT"  # the grader points each submission's records and checkpoints at its own folder
 
 
 def output_dir() -> Path:
-    """Where records and checkpoints go: the repository itself for full runs, .quick/ otherwise.
+    """Where records and checkpoints go: $DGM_OUTPUT if set, else the repository for full runs and .quick/ otherwise.
 
     Quick runs must never overwrite what a full run committed, so they get their own tree.
     """
+    if os.environ.get(OUTPUT_VARIABLE):
+        return Path(os.environ[OUTPUT_VARIABLE]).resolve()
     return ROOT if mode() == "full" else ROOT / ".quick"
 
 
@@ -42,13 +46,32 @@ def results_dir() -> Path:
     return output_dir() / "results"
 
 
+def records_dir() -> Path:
+    """Where record() writes: results_dir(), or the staging folder of a `make run` in progress."""
+    staged = os.environ.get(STAGING_VARIABLE)
+    return Path(staged) if staged else results_dir()
+
+
+def progress(iterable, desc: str, unit: str):
+    """A progress bar: a widget in Jupyter; in `make run`, plain text with no timings, so outputs repeat exactly."""
+    if os.environ.get(PLAIN_PROGRESS_VARIABLE):
+        from tqdm.std import tqdm
+
+        return tqdm(iterable, desc=desc, unit=unit, file=sys.stdout, mininterval=float("inf"),
+                    bar_format="{desc}: {n_fmt}/{total_fmt} {unit}s{postfix}")
+    from tqdm.auto import tqdm
+
+    return tqdm(iterable, desc=desc, unit=unit)
+
+
 def checkpoints_dir() -> Path:
     return output_dir() / "checkpoints"
 
 
 def data_dir() -> Path:
-    """Full MNIST lives here; $DGM_DATA overrides it."""
-    return Path(os.environ.get("DGM_DATA", ROOT / "data"))
+    """Full MNIST lives here; $DGM_DATA overrides it (a relative path is taken from the repository's root, so it
+    means the same folder whichever directory a notebook or a test runs in)."""
+    return ROOT / os.environ.get("DGM_DATA", "data")
 
 
 _announced = set()
@@ -77,7 +100,7 @@ def seed_everything(seed: int = 0) -> None:
 
 @dataclass(frozen=True)
 class Run:
-    """What a notebook's setup cell hands back: its name, device, mode and seed."""
+    """What a notebook's first cell, start(), hands back: its name, device, mode and seed."""
     notebook: str
     device: torch.device
     mode: str
@@ -91,7 +114,7 @@ class Run:
 _current = {}
 
 
-def setup(notebook: str, seed: int = 0) -> Run:
+def start(notebook: str, seed: int = 0) -> Run:
     """The first cell of every notebook: seed, device, plotting style, and where records go."""
     from . import plotting
 
@@ -103,16 +126,25 @@ def setup(notebook: str, seed: int = 0) -> Run:
     return run
 
 
-def active_run() -> Run | None:
-    """The Run made by setup(), or None outside a notebook."""
+def current_run() -> Run | None:
+    """The Run made by start(), or None outside a notebook."""
     return _current.get("run")
 
 
-def current_run() -> Run:
-    """The Run made by setup(); records need it to know which notebook they belong to."""
-    if "run" not in _current:
-        raise RuntimeError("No notebook is set up: call helpers.setup('<notebook name>') first.")
-    return _current["run"]
+def write_atomically(path: Path, write) -> Path:
+    """Call write(temporary_path), then rename it over `path`: a crash or a full disk never leaves half a file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        write(tmp)
+        os.chmod(tmp, 0o644)  # mkstemp makes it private; outputs are ordinary files
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
 
 
 def _relative(path: Path) -> str:

@@ -50,7 +50,7 @@ def test_a_failed_save_keeps_the_old_checkpoint(tmp_path, monkeypatch):
         raise OSError("disk full")
 
     monkeypatch.setattr(checkpoints.torch, "save", crash)
-    with pytest.raises(OSError, match="disk full"):
+    with pytest.raises(CheckpointError, match=r"Could not write .*tiny.pt \(disk full\).*previous file.*unchanged"):
         save_checkpoint(path, TinyNet(), {"epochs": 2})
     assert path.read_bytes() == before
     assert [p.name for p in tmp_path.iterdir()] == ["tiny.pt"]
@@ -90,3 +90,53 @@ def test_weights_from_another_version_of_the_code_are_refused(tmp_path):
     torch.save(payload, path)
     with pytest.raises(CheckpointError, match="another version of TinyNet.*retrain=True"):
         load_model(path)
+
+
+def test_settings_it_could_not_load_back_are_saved_as_plain_types(tmp_path):
+    """A numpy scalar or a tuple in the settings must not make every later load refuse the file."""
+    import numpy as np
+
+    settings = {"lr": np.float32(0.5), "betas": (0.5, 0.999), "epochs": np.int64(3)}
+    path = save_checkpoint(tmp_path / "tiny.pt", TinyNet(), settings, history={"loss": [np.float64(1.5)]})
+    payload = load_checkpoint(path, "TinyNet", {"width": 4}, settings)  # the same settings, asked again, match
+    assert payload["settings"] == {"lr": 0.5, "betas": [0.5, 0.999], "epochs": 3}
+    with pytest.raises(CheckpointError, match="Cannot save a object"):
+        save_checkpoint(tmp_path / "bad.pt", TinyNet(), {"what": object()})
+    assert not (tmp_path / "bad.pt").exists()
+
+
+def test_an_empty_checkpoint_is_named_with_the_fix(tmp_path):
+    (tmp_path / "empty.pt").write_bytes(b"")
+    with pytest.raises(CheckpointError, match=r"empty.pt is empty \(0 bytes\).*Delete it"):
+        load_checkpoint(tmp_path / "empty.pt")
+
+
+def test_an_unreadable_checkpoint_is_not_called_corrupt(tmp_path, monkeypatch):
+    path = save_checkpoint(tmp_path / "tiny.pt", TinyNet(), {})
+
+    def denied(*args, **kwargs):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(checkpoints.torch, "load", denied)
+    with pytest.raises(CheckpointError, match=r"permission denied.*chmod u\+r\) rather than deleting"):
+        load_checkpoint(path)
+
+
+def test_a_config_the_current_code_does_not_take_is_named(tmp_path):
+    path = save_checkpoint(tmp_path / "tiny.pt", TinyNet(), {})
+    payload = torch.load(path, weights_only=True)
+    payload["config"]["depth"] = 3  # a key from another version of TinyNet
+    torch.save(payload, path)
+    with pytest.raises(CheckpointError, match="another version of TinyNet.*depth.*Train it again"):
+        load_model(path)
+
+
+def test_orphan_temporary_files_after_a_kill_are_ignored_by_git():
+    import subprocess
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    orphans = ["checkpoints/.vae_2d.pt.abc123.tmp", "results/.04_vae.json.abc123.tmp", "results/.04_vae.json.lock",
+               "results/.staging-04_vae-abc123/04_vae.json", "notebooks/.04_vae.ipynb.abc123.tmp"]
+    ignored = subprocess.run(["git", "check-ignore", *orphans], cwd=root, capture_output=True, text=True).stdout.split()
+    assert sorted(ignored) == sorted(orphans)

@@ -88,6 +88,8 @@ def small_mnist(tmp_path, monkeypatch):
             table[name] = (data.md5(raw / f"{name}.gz"), n, len(content))
     monkeypatch.setattr(data, "MNIST_FILES", table)
     monkeypatch.setattr(data, "FULL_VALIDATION", 5)
+    monkeypatch.setattr(data, "LABEL_COUNTS", {"train-labels-idx1-ubyte": [3] * 10, "t10k-labels-idx1-ubyte": [1] * 10})
+    monkeypatch.setattr(data, "PIXEL_MEAN", (0.4, 0.6))  # uniform random pixels, not MNIST's 0.13
     return tmp_path / "data"
 
 
@@ -168,3 +170,49 @@ def test_download_moves_only_verified_files_into_place(small_mnist, tmp_path, mo
     with pytest.raises(DataError, match="corrupt"):
         data.download(tmp_path / "other")
     assert [p.name for p in (tmp_path / "other").iterdir()] == []
+
+
+def replace_file(raw, name, array):
+    """Put an uncompressed IDX file of `array` in place of name's .gz, as a user placing files by hand would."""
+    (raw / f"{name}.gz").unlink()
+    (raw / name).write_bytes(idx_bytes(array))
+
+
+def test_another_data_set_with_mnists_file_names_is_refused(small_mnist):
+    """Fashion-MNIST has the same names and layout; its labels are balanced and its pixels brighter."""
+    raw = small_mnist / "MNIST" / "raw"
+    replace_file(raw, "train-labels-idx1-ubyte", np.repeat(np.arange(10), 3)[::-1])  # right counts: passes
+    load_mnist(root=small_mnist, device="cpu", announce=False)
+    replace_file(raw, "t10k-labels-idx1-ubyte", np.array([0, 0, 1, 2, 3, 4, 5, 6, 7, 8]))
+    with pytest.raises(DataError, match="does not hold MNIST's labels.*Fashion-MNIST"):
+        load_mnist(root=small_mnist, device="cpu", announce=False)
+
+
+def test_labels_outside_0_to_9_are_refused(small_mnist):
+    raw = small_mnist / "MNIST" / "raw"
+    replace_file(raw, "t10k-labels-idx1-ubyte", np.array([0, 1, 2, 3, 4, 5, 6, 7, 8, 12]))
+    with pytest.raises(DataError, match="holds label 12: MNIST's labels are 0-9"):
+        load_mnist(root=small_mnist, device="cpu", announce=False)
+
+
+def test_images_of_another_brightness_are_refused(small_mnist, monkeypatch):
+    monkeypatch.setattr(data, "PIXEL_MEAN", (0.12, 0.145))
+    with pytest.raises(DataError, match="mean pixel value of 0.49.*not MNIST's"):
+        load_mnist(root=small_mnist, device="cpu", announce=False)
+
+
+def test_a_folder_where_a_data_file_belongs_is_named(tmp_path):
+    raw = tmp_path / "MNIST" / "raw"
+    (raw / "train-images-idx3-ubyte").mkdir(parents=True)
+    with pytest.raises(DataError, match="train-images-idx3-ubyte is a folder, not a data file"):
+        load_mnist(root=tmp_path, device="cpu", announce=False)
+
+
+def test_a_relative_data_path_means_the_same_folder_from_anywhere(monkeypatch, tmp_path):
+    from helpers import runtime
+
+    monkeypatch.setenv("DGM_DATA", "somewhere/data")
+    monkeypatch.chdir(tmp_path)
+    assert runtime.data_dir() == runtime.ROOT / "somewhere" / "data"
+    monkeypatch.setenv("DGM_DATA", str(tmp_path / "abs"))
+    assert runtime.data_dir() == tmp_path / "abs"

@@ -1,27 +1,48 @@
+"""The GAN's training loop (helpers.fit_gan) with the notebook's step, and its checkpoint key."""
+import functools
+
 import pytest
 import torch
 
-from helpers import CheckpointError
-from helpers.gan import Discriminator, Generator, train_gan
+from answers.gan_mnist import gan_step
+from helpers import CheckpointError, Discriminator, Generator, fit_gan
 
 
-def test_train_gan_records_history_and_caches_the_generator(tmp_path):
-    torch.manual_seed(0)
-    images = torch.rand(128, 784)
-    generator = Generator(latent_dim=8, hidden=(32,))
-    history = train_gan(generator, Discriminator(hidden=(32,)), images, epochs=2, batch_size=32,
-                        snapshot=lambda epoch, g: g.sample(4) if epoch == 2 else None,
-                        checkpoint=tmp_path / "g.pt", settings={"epochs": 2})
+def train(tmp_path, epochs=2, dropout=0.3, **extra):
+    images = torch.rand(128, 784, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    return fit_gan(lambda: Generator(latent_dim=8, hidden=(32,)), lambda: Discriminator(hidden=(32,), dropout=dropout),
+                   gan_step, images, optimizer=functools.partial(torch.optim.Adam, lr=2e-4, betas=(0.5, 0.999)),
+                   epochs=epochs, batch_size=32, checkpoint=tmp_path / "g.pt", settings={"data": "random"}, **extra)
+
+
+def test_fit_gan_records_history_and_caches_the_generator(tmp_path):
+    generator, history = train(tmp_path, snapshot=lambda epoch, g: g.sample(4) if epoch == 2 else None)
     assert len(history.loss_d) == 2 and 0 < history.d_real[-1] < 1 and list(history.snapshots) == [2]
-    samples = generator.sample(5, generator=torch.Generator().manual_seed(0))
+    samples = generator.sample(5, rng=torch.Generator().manual_seed(0))
     assert samples.shape == (5, 784) and 0 <= samples.min() and samples.max() <= 1
-
-    again = Generator(latent_dim=8, hidden=(32,))
-    cached = train_gan(again, Discriminator(hidden=(32,)), images, epochs=2, checkpoint=tmp_path / "g.pt",
-                       settings={"epochs": 2})
+    again, cached = train(tmp_path)
     assert cached.from_checkpoint and cached.loss_g == history.loss_g
     assert not again.training  # a loaded generator must not update its batch-norm statistics when used
-    assert torch.equal(again.sample(5, generator=torch.Generator().manual_seed(0)), samples)
-    with pytest.raises(CheckpointError, match="other settings"):
-        train_gan(Generator(latent_dim=8, hidden=(32,)), Discriminator(hidden=(32,)), images, epochs=3,
-                  checkpoint=tmp_path / "g.pt", settings={"epochs": 3})
+    assert torch.equal(again.sample(5, rng=torch.Generator().manual_seed(0)), samples)
+
+
+def test_a_rerun_trains_exactly_what_a_clean_run_trains(tmp_path):
+    (tmp_path / "a").mkdir(), (tmp_path / "b").mkdir()
+    torch.rand(1000)  # whatever ran before must not matter: fit_gan seeds its players itself
+    first, _ = train(tmp_path / "a")
+    second, _ = train(tmp_path / "b")
+    assert all(torch.equal(p, q) for p, q in zip(first.state_dict().values(), second.state_dict().values()))
+
+
+def test_changed_epochs_or_discriminator_invalidate_the_checkpoint(tmp_path):
+    train(tmp_path)
+    with pytest.raises(CheckpointError, match="other settings.*epochs: saved 2, asked 3"):
+        train(tmp_path, epochs=3)
+    with pytest.raises(CheckpointError, match="other settings.*discriminator"):
+        train(tmp_path, dropout=0.5)  # a changed default of the discriminator changes the trained generator
+
+
+def test_pixels_maps_tanh_outputs_to_the_unit_interval():
+    generator = Generator(latent_dim=4, hidden=(8,)).eval()
+    z = torch.randn(3, 4)
+    assert torch.allclose(generator.pixels(z), (generator(z) + 1) / 2)

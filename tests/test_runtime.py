@@ -6,7 +6,7 @@ from helpers import runtime
 
 def test_mode_defaults_to_full(monkeypatch):
     monkeypatch.delenv("DGM_MODE", raising=False)
-    assert runtime.mode() == "full" and not runtime.is_quick()
+    assert runtime.mode() == "full"
     assert runtime.pick(quick=1, full=50) == 50
 
 
@@ -34,16 +34,29 @@ def test_seed_everything_repeats_random_draws():
     assert not torch.equal(first, torch.rand(5))
 
 
-def test_setup_announces_device_and_mode(monkeypatch, capsys):
+def test_start_announces_device_and_mode(monkeypatch, capsys):
     monkeypatch.setenv("DGM_MODE", "quick")
     monkeypatch.setattr(runtime, "_announced", set())
-    run = runtime.setup("99_example", seed=7)
+    run = runtime.start("99_example", seed=7)
     out = capsys.readouterr().out
     assert run.notebook == "99_example" and run.quick and run.seed == 7
     assert f"device: {run.device.type}" in out and "mode: quick" in out
     assert runtime.current_run() is run
 
 
-def test_current_run_before_setup_says_what_to_call():
-    with pytest.raises(RuntimeError, match="helpers.setup"):
-        runtime.current_run()
+def test_record_before_start_says_what_to_call():
+    from helpers import record
+
+    assert runtime.current_run() is None
+    with pytest.raises(RuntimeError, match=r"helpers.start\('<notebook name>'\)"):
+        record("A1", {"value": 1})
+
+
+def test_plain_progress_bars_carry_no_timings(monkeypatch, capsys):
+    monkeypatch.setenv(runtime.PLAIN_PROGRESS_VARIABLE, "1")
+    bar = runtime.progress(range(3), desc="train", unit="epoch")
+    for _ in bar:
+        bar.set_postfix(loss="0.5", refresh=False)
+    bar.close()
+    out = capsys.readouterr().out
+    assert out.rstrip().endswith("train: 3/3 epochs, loss=0.5") and "it/s" not in out and "s/epoch" not in out

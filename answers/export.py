@@ -15,7 +15,7 @@ DEFINITIONS = (ast.Import, ast.ImportFrom, ast.FunctionDef, ast.ClassDef, ast.As
 
 
 def is_answer_definition(source: str) -> bool:
-    """A cell to export: it holds a solution region and only imports, definitions and assignments (nothing else to run)."""
+    """A cell to export: it holds a solution region and only imports, definitions and assignments (nothing to run)."""
     if MARKER not in source:
         return False
     return all(isinstance(node, DEFINITIONS) for node in ast.parse(source).body)

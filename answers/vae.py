@@ -62,16 +62,16 @@ def vae_loss(model, x):
     return negative_elbo(*elbo_terms(model, x))
 
 
-@torch.no_grad()
 def log_likelihood(model, x, k=1000, chunk=100):
     """Importance-sampled log p(x) = log (1/K) sum_k p(x|z_k) p(z_k) / q(z_k|x), z_k ~ q(z|x); per example."""
-    mu, logvar = model.encode(x)
-    log_weights = []
-    for size in [chunk] * (k // chunk) + ([k % chunk] if k % chunk else []):
-        ### BEGIN SOLUTION
-        z = reparameterize(mu, logvar, size)
-        log_prior = -0.5 * (z.square() + math.log(2 * math.pi)).sum(-1)
-        log_q = -0.5 * ((z - mu).square() / logvar.exp() + logvar + math.log(2 * math.pi)).sum(-1)
-        log_weights.append(log_px_given_z(model, x, z) + log_prior - log_q)
-        ### END SOLUTION
-    return torch.logsumexp(torch.cat(log_weights), 0) - math.log(k)
+    with torch.no_grad():  # an estimate to report, never to train on
+        mu, logvar = model.encode(x)
+        log_weights = []
+        for size in [chunk] * (k // chunk) + ([k % chunk] if k % chunk else []):
+            ### BEGIN SOLUTION
+            z = reparameterize(mu, logvar, size)
+            log_prior = -0.5 * (z.square() + math.log(2 * math.pi)).sum(-1)
+            log_q = -0.5 * ((z - mu).square() / logvar.exp() + logvar + math.log(2 * math.pi)).sum(-1)
+            log_weights.append(log_px_given_z(model, x, z) + log_prior - log_q)
+            ### END SOLUTION
+        return torch.logsumexp(torch.cat(log_weights), 0) - math.log(k)

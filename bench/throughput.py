@@ -1,4 +1,4 @@
-"""`make bench` (python -m bench.throughput): training throughput of the models against the device's own matmul rate, in one run.
+"""`make bench` (python -m bench.throughput): training throughput against the device's own matmul rate, in one run.
 
 FLOPs counted are those of the linear layers (2 per multiply-add forward, 4 backward), so the achieved
 rate is a lower bound on what the step computes.

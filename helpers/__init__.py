@@ -5,8 +5,18 @@ from .data import MNIST, DataError, dynamic_binarize, evaluation_sets, fixed_bin
 from .models import PIXELS, VAE, DigitClassifier, Discriminator, Generator, mlp  # importing registers the models
 from .plotting import image_grid, show_images, use_style
 from .records import read_records, record
-from .runtime import (ROOT, checkpoints_dir, current_run, device, mode, pick, progress, results_dir, seed_everything,
-                      start)
+from .runtime import (
+                      ROOT,
+                      checkpoints_dir,
+                      current_run,
+                      device,
+                      mode,
+                      pick,
+                      progress,
+                      results_dir,
+                      seed_everything,
+                      start,
+)
 from .training import GANHistory, History, TrainingDiverged, fit, fit_gan, minibatches, seeded
 
 __all__ = [

@@ -64,7 +64,8 @@ def save_checkpoint(path, model: torch.nn.Module, settings: dict | None = None, 
     except (OSError, RuntimeError) as error:
         first_line = (str(error).strip().splitlines() or [type(error).__name__])[0][:200]
         raise CheckpointError(f"Could not write {path} ({first_line}). Is the disk full or the folder read-only? "
-                              "Free some space and run the cell again; the previous file, if any, is unchanged.") from error
+                              "Free some space and run the cell again; the previous file, if any, is unchanged."
+                              ) from error
 
 
 def load_checkpoint(path, model: str | None = None, config: dict | None = None, settings: dict | None = None) -> dict:
@@ -122,6 +123,7 @@ def load_model(path, device=None) -> torch.nn.Module:
         model = MODELS[payload["model"]](**payload["config"])
     except TypeError as error:
         raise CheckpointError(f"{path} was saved by another version of {payload['model']}: its config "
-                              f"{payload['config']} does not fit the current code ({error}). Train it again.") from error
+                              f"{payload['config']} does not fit the current code ({error}). Train it again."
+                              ) from error
     model = restore(model, payload, path)
     return model.to(device or "cpu").eval()

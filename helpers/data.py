@@ -189,7 +189,8 @@ def check_is_mnist(raw: Path, arrays: dict) -> None:
     for name, counts in LABEL_COUNTS.items():
         labels = arrays[name]
         if labels.size and labels.max() > 9:
-            raise DataError(f"{raw / name} holds label {int(labels.max())}: MNIST's labels are 0-9. Place MNIST's own file.")
+            raise DataError(f"{raw / name} holds label {int(labels.max())}: MNIST's labels are 0-9. "
+                            "Place MNIST's own file.")
         if np.bincount(labels, minlength=10).tolist() != counts:
             raise DataError(f"{raw / name} does not hold MNIST's labels (another data set with the same file names, "
                             "such as Fashion-MNIST?). Delete it and run `make data`, or place MNIST's own files.")
@@ -198,7 +199,8 @@ def check_is_mnist(raw: Path, arrays: dict) -> None:
             mean = float(arrays[name].mean()) / 255
             if not PIXEL_MEAN[0] <= mean <= PIXEL_MEAN[1]:
                 raise DataError(f"{raw / name} has a mean pixel value of {mean:.3f}, not MNIST's (about 0.13): another "
-                                "data set with the same file names? Delete it and run `make data`, or place MNIST's own.")
+                                "data set with the same file names? Delete it and run `make data`, or place MNIST's "
+                                "own.")
 
 
 def _load_full(raw: Path) -> MNIST:

@@ -74,7 +74,7 @@ def record(question_id: str, figures: dict, notebook: str | None = None, directo
         records = read_records(path) if path.exists() else {}
         records[question_id] = figures
         write_json(path, records)
-    print(f"recorded {question_id} in {runtime._relative(runtime.results_dir() / path.name)}")
+    print(f"recorded {question_id} in {runtime.relative(runtime.results_dir() / path.name)}")
 
 
 def read_records(path: Path) -> dict:

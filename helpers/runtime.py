@@ -122,7 +122,7 @@ def start(notebook: str, seed: int = 0) -> Run:
     plotting.use_style()
     run = Run(notebook=notebook, device=device(), mode=mode(), seed=seed)
     _current["run"] = run
-    print(f"mode: {run.mode} ({MODE_VARIABLE}), seed: {seed}, records: {_relative(results_dir())}/{notebook}.json")
+    print(f"mode: {run.mode} ({MODE_VARIABLE}), seed: {seed}, records: {relative(results_dir())}/{notebook}.json")
     return run
 
 
@@ -147,7 +147,8 @@ def write_atomically(path: Path, write) -> Path:
     return path
 
 
-def _relative(path: Path) -> str:
+def relative(path: Path) -> str:
+    """`path` from the repository root when it lies inside it (as printed in outputs), else in full."""
     try:
         return str(path.relative_to(ROOT))
     except ValueError:

@@ -10,6 +10,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
+
 from .checkpoints import load_checkpoint, restore, save_checkpoint
 from .runtime import progress
 
@@ -154,7 +155,8 @@ def fit_gan(make_generator, make_discriminator, step, images, *, optimizer, epoc
         for i, index in enumerate(batches):
             stats[i] = step(generator, discriminator, opt_g, opt_d, images[index])
         stop_if_diverged(stats[:, :2].sum(1), epoch, len(batches))
-        for values, mean in zip((history.loss_d, history.loss_g, history.d_real, history.d_fake), stats.mean(0).tolist()):
+        means = stats.mean(0).tolist()
+        for values, mean in zip((history.loss_d, history.loss_g, history.d_real, history.d_fake), means):
             values.append(mean)
         bar.set_postfix(D=f"{history.loss_d[-1]:.3f}", G=f"{history.loss_g[-1]:.3f}", refresh=False)
         take_snapshot(snapshot, epoch + 1, generator, history.snapshots)

@@ -11,10 +11,24 @@ from torch.distributions import Bernoulli, Independent, MultivariateNormal, Norm
 
 from answers import export
 from answers.gan_mnist import discriminator_loss, gan_step, generator_loss
-from answers.kl_divergence import (gaussian_kl, gaussian_kl_full, js_segments, kl_segments, kl_to_standard_normal,
-                                   wasserstein1_empirical)
-from answers.vae import (elbo, elbo_terms, log_bernoulli, log_gaussian, log_likelihood, log_px_given_z, reparameterize,
-                         vae_loss)
+from answers.kl_divergence import (
+    gaussian_kl,
+    gaussian_kl_full,
+    js_segments,
+    kl_segments,
+    kl_to_standard_normal,
+    wasserstein1_empirical,
+)
+from answers.vae import (
+    elbo,
+    elbo_terms,
+    log_bernoulli,
+    log_gaussian,
+    log_likelihood,
+    log_px_given_z,
+    reparameterize,
+    vae_loss,
+)
 from helpers import VAE, Discriminator, Generator
 
 DOUBLE = torch.float64
@@ -32,7 +46,8 @@ def test_univariate_kl_matches_torch_at_random_parameters_and_is_asymmetric():
     g = torch.Generator().manual_seed(0)
     m1, m2 = torch.randn(200, generator=g, dtype=DOUBLE), torch.randn(200, generator=g, dtype=DOUBLE)
     s1, s2 = torch.rand(200, generator=g, dtype=DOUBLE) * 3 + 0.1, torch.rand(200, generator=g, dtype=DOUBLE) * 3 + 0.1
-    assert torch.allclose(gaussian_kl(m1, s1, m2, s2), kl_divergence(Normal(m1, s1), Normal(m2, s2)), rtol=1e-12, atol=0)
+    expected = kl_divergence(Normal(m1, s1), Normal(m2, s2))
+    assert torch.allclose(gaussian_kl(m1, s1, m2, s2), expected, rtol=1e-12, atol=0)
     assert gaussian_kl(0.0, 1.0, 0.0, 1.0) == 0
     assert abs(gaussian_kl(0.0, 1.0, 1.0, 2.0) - (math.log(2) + 2 / 8 - 0.5)) < 1e-15
 
@@ -66,6 +81,44 @@ def test_disjoint_supports_give_infinite_kl_log2_js_and_the_shift_as_w1():
     assert wasserstein1_empirical(b, b.flip(0) + torch.tensor([0.0, 0.1], dtype=DOUBLE)) == pytest.approx(0.1)
 
 
+@pytest.mark.parametrize("batch", [(4,), (2, 3)])
+def test_full_covariance_kl_matches_torch_on_a_batch_of_distributions(batch):
+    """Means (..., d) and covariances (..., d, d): each pair's own trace, quadratic form and log-determinants."""
+    g = torch.Generator().manual_seed(len(batch))
+    d = 3
+    m1, m2 = torch.randn(*batch, d, generator=g, dtype=DOUBLE), torch.randn(*batch, d, generator=g, dtype=DOUBLE)
+    a, b = torch.randn(*batch, d, d, generator=g, dtype=DOUBLE), torch.randn(*batch, d, d, generator=g, dtype=DOUBLE)
+    c1 = a @ a.transpose(-2, -1) + 0.5 * torch.eye(d, dtype=DOUBLE)
+    c2 = b @ b.transpose(-2, -1) + 0.5 * torch.eye(d, dtype=DOUBLE)
+    got = gaussian_kl_full(m1, c1, m2, c2)
+    assert got.shape == batch
+    expected = kl_divergence(MultivariateNormal(m1, c1), MultivariateNormal(m2, c2))
+    assert torch.allclose(got, expected, rtol=1e-10, atol=0)
+
+
+@pytest.mark.parametrize("shape", [(6,), (3, 4, 6)])
+def test_kl_to_standard_normal_sums_over_the_last_dimension_only(shape):
+    """One example (d,) gives a scalar; samples x examples x d gives one KL per sample and example."""
+    g = torch.Generator().manual_seed(2)
+    mu, logvar = torch.randn(*shape, generator=g, dtype=DOUBLE), 2 * torch.randn(*shape, generator=g, dtype=DOUBLE)
+    expected = kl_divergence(Normal(mu, (0.5 * logvar).exp()), Normal(0.0, 1.0)).sum(-1)
+    got = kl_to_standard_normal(mu, logvar)
+    assert got.shape == shape[:-1] and torch.allclose(got, expected, rtol=1e-12, atol=1e-12)
+
+
+def test_w1_of_python_float_points_is_exact_by_brute_force_over_every_matching():
+    """Lists of Python floats (double precision): W1 by enumerating all 6! matchings with math.dist, no torch."""
+    import itertools
+    import random
+
+    rng = random.Random(0)
+    a = [[rng.random(), rng.random()] for _ in range(6)]
+    b = [[rng.random() + 0.5, rng.random()] for _ in range(6)]
+    exact = min(sum(math.dist(a[i], b[j]) for i, j in enumerate(perm)) / 6 for perm in itertools.permutations(range(6)))
+    assert abs(wasserstein1_empirical(a, b) - exact) < 1e-14
+    assert abs(wasserstein1_empirical(b, a) - exact) < 1e-14
+
+
 # --- the VAE (notebook 04) --------------------------------------------------------------------------------------
 
 @pytest.fixture
@@ -77,10 +130,12 @@ def digits():
 
 def test_reparameterised_samples_have_the_encoder_mean_and_standard_deviation():
     torch.manual_seed(0)
-    mu, logvar = torch.tensor([[1.0, -2.0]], dtype=DOUBLE), torch.tensor([[math.log(0.25), math.log(4.0)]], dtype=DOUBLE)
+    mu = torch.tensor([[1.0, -2.0]], dtype=DOUBLE)
+    logvar = torch.tensor([[math.log(0.25), math.log(4.0)]], dtype=DOUBLE)
     z = reparameterize(mu, logvar, 200_000)[:, 0]
     assert z.shape == (200_000, 2)
-    assert torch.allclose(z.mean(0), mu[0], atol=0.02) and torch.allclose(z.std(0), torch.tensor([0.5, 2.0], dtype=DOUBLE), atol=0.01)
+    assert torch.allclose(z.mean(0), mu[0], atol=0.02)
+    assert torch.allclose(z.std(0), torch.tensor([0.5, 2.0], dtype=DOUBLE), atol=0.01)
     assert reparameterize(mu, logvar).shape == mu.shape
     mu.requires_grad_(True), logvar.requires_grad_(True)
     reparameterize(mu, logvar, 3).sum().backward()
@@ -120,6 +175,46 @@ def test_elbo_terms_are_the_sampled_reconstruction_and_the_closed_form_kl(digits
     assert torch.isclose(loss, (kl - elbo_terms(model, digits)[0]).mean(), rtol=1e-5)
 
 
+def test_reparameterised_samples_are_exact_double_precision_draws_on_the_encoder_device():
+    """z = mu + sqrt(exp(logvar)) * eps with eps the standard normal draws of mu's dtype, made on mu's device."""
+    g = torch.Generator().manual_seed(3)
+    mu, logvar = torch.randn(4, 3, generator=g, dtype=DOUBLE), torch.randn(4, 3, generator=g, dtype=DOUBLE)
+    torch.manual_seed(5)
+    z = reparameterize(mu, logvar, 7)
+    torch.manual_seed(5)
+    eps = torch.randn(7, 4, 3, dtype=DOUBLE)
+    assert z.dtype == DOUBLE and torch.allclose(z, mu + logvar.exp().sqrt() * eps, rtol=1e-14, atol=1e-14)
+    # a CUDA encoder must get CUDA noise; the meta device checks that placement without a GPU
+    on_meta = mu.to("meta"), logvar.to("meta")
+    assert reparameterize(*on_meta, 7).device.type == "meta" and reparameterize(*on_meta).device.type == "meta"
+
+
+@pytest.mark.parametrize("shape", [(6,), (2, 3, 6)])
+def test_gaussian_likelihood_sums_over_the_pixels_for_any_leading_shape(shape):
+    g = torch.Generator().manual_seed(4)
+    x, mean = torch.rand(*shape, generator=g, dtype=DOUBLE), torch.rand(*shape, generator=g, dtype=DOUBLE)
+    expected = Normal(mean, 3.0**-0.5).log_prob(x).sum(-1)
+    assert torch.allclose(log_gaussian(x, mean, 3.0), expected, rtol=1e-12, atol=0)
+
+
+def test_the_elbo_and_the_loss_take_one_reparameterised_sample_by_default(digits):
+    """The defaults: elbo_terms, elbo and vae_loss each draw exactly one z per example (not an average of several)."""
+    model = VAE(3)
+    mu, logvar = model.encode(digits)
+    kl = kl_divergence(Independent(Normal(mu, (0.5 * logvar).exp()), 1),
+                       Independent(Normal(torch.zeros_like(mu), torch.ones_like(mu)), 1))
+    torch.manual_seed(7)
+    z = mu + logvar.exp().sqrt() * torch.randn(1, *mu.shape)
+    one_sample = Independent(Bernoulli(logits=model.decoder(z)), 1).log_prob(digits)[0]
+    torch.manual_seed(7)
+    reconstruction, _ = elbo_terms(model, digits)
+    assert torch.allclose(reconstruction, one_sample, rtol=1e-5)
+    torch.manual_seed(7)
+    assert torch.allclose(elbo(model, digits), one_sample - kl, rtol=1e-5)
+    torch.manual_seed(7)
+    assert torch.isclose(vae_loss(model, digits), (kl - one_sample).mean(), rtol=1e-5)
+
+
 class LinearGaussian(torch.nn.Module):
     """p(z) = N(0, I), p(x|z) = N(W z + b, I / precision) (the decoder is linear once sigmoid undoes its logit);
     q(z|x) = N(A x, diag exp(logvar)). log p(x) is exact: N(x; b, W W^T + I / precision)."""
@@ -147,6 +242,35 @@ def test_importance_sampling_converges_to_the_exact_log_likelihood(logvar):
     torch.manual_seed(0)
     estimate = log_likelihood(model, x, k=20_000, chunk=5_000)
     assert (estimate - model.exact_log_px(x)).abs().max() < 0.02
+
+
+class PriorAsPosterior(torch.nn.Module):
+    """q(z|x) = p(z) = N(0, I) and a decoder that ignores z (mean 1/2): every importance weight is exactly p(x|z), so
+    log p(x) = log N(x; 1/2, I) for any k. The decoder records the batch of samples it is given each time."""
+
+    likelihood, precision = "gaussian", 1.0
+
+    def __init__(self):
+        super().__init__()
+        self.batches = []
+
+    def decoder(self, z):
+        self.batches.append(z.shape[0])
+        return torch.zeros(*z.shape[:-1], 6, dtype=DOUBLE)
+
+    def encode(self, x):
+        return torch.zeros(len(x), 2, dtype=DOUBLE), torch.zeros(len(x), 2, dtype=DOUBLE)
+
+
+@pytest.mark.parametrize("k, chunk, batches",
+                         [(None, None, [100] * 10), (250, 100, [100, 100, 50]), (300, 100, [100] * 3)])
+def test_importance_sampling_draws_k_samples_in_chunks(k, chunk, batches):
+    """The defaults are k = 1000 in chunks of 100; a remainder is its own last chunk; no empty chunk."""
+    model = PriorAsPosterior()
+    x = torch.rand(3, 6, generator=torch.Generator().manual_seed(2), dtype=DOUBLE)
+    estimate = log_likelihood(model, x) if k is None else log_likelihood(model, x, k=k, chunk=chunk)
+    assert model.batches == batches
+    assert torch.allclose(estimate, Normal(0.5, 1.0).log_prob(x).sum(-1), rtol=1e-12, atol=1e-12)
 
 
 def test_importance_sampled_log_likelihood_matches_quadrature_for_a_bernoulli_vae(digits):
@@ -186,6 +310,25 @@ def test_the_generator_gradient_is_the_non_saturating_one():
     s = torch.tensor([-4.0, 0.0, 3.0], requires_grad=True)
     (gradient,) = torch.autograd.grad(generator_loss(s), s)
     assert torch.allclose(gradient, -(1 - torch.sigmoid(s.detach())) / 3, atol=1e-7)
+
+
+def test_gan_step_draws_the_latent_batch_on_the_device_of_the_real_batch():
+    """z has one row per real image and lives where the batch does (the meta device stands in for a GPU)."""
+
+    class Stop(Exception):
+        pass
+
+    class Probe(torch.nn.Module):
+        latent_dim = 4
+
+        def forward(self, z):
+            self.z = z
+            raise Stop
+
+    probe = Probe()
+    with pytest.raises(Stop):
+        gan_step(probe, None, None, None, torch.empty(32, 784, device="meta"))
+    assert probe.z.shape == (32, 4) and probe.z.device.type == "meta"
 
 
 def test_gan_step_updates_the_discriminator_then_the_generator():

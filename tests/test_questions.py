@@ -20,7 +20,8 @@ def test_every_question_has_a_record(question_id, notebook):
     path = ROOT / "results" / f"{notebook}.json"
     assert path.exists(), f"{notebook} has no committed results: run `make run`"
     records = json.loads(path.read_text())
-    assert question_id in records, f"{notebook} records no {question_id}: add record({question_id!r}, ...) beside its check"
+    assert question_id in records, \
+        f"{notebook} records no {question_id}: add record({question_id!r}, ...) beside its check"
 
 
 def test_every_notebook_of_the_index_exists():

@@ -4,9 +4,11 @@
 # mutmut 3 (configured in pyproject.toml's [tool.mutmut]) copies the project into ./mutants, mutates every function of
 # every generated module answers/<name>.py and runs tests/test_answers.py against each mutant. This script prints the
 # surviving mutants and the score, and exits non-zero when a mutant survives that docs/mutation.md does not list as
-# equivalent (or when a listed one no longer is the mutation it describes).
+# equivalent, when a listed one no longer is the mutation it describes, or when an answer function carries a decorator
+# (mutmut 3 silently skips decorated functions: write `with torch.no_grad():` inside the body instead).
 #
-# Usage: tools/mutate.sh [--fresh]     --fresh forgets the results of earlier runs (rm -rf mutants) first.
+# Usage: tools/mutate.sh [--keep]   Every run starts from nothing (rm -rf mutants) unless --keep, which lets mutmut
+#                                   reuse earlier results (faster while iterating; a changed test is not always noticed).
 # Environment: VENV (default .venv), MUTATE_CHILDREN (parallel mutants, default 1).
 # Installs nothing: `make mutate` installs requirements-dev.txt first.
 set -euo pipefail
@@ -22,7 +24,7 @@ if [ ! -x "$MUTMUT" ]; then
   echo "error: $MUTMUT not found; install it with: $PYTHON -m pip install -r requirements-dev.txt (make mutate does)" >&2
   exit 2
 fi
-if [ "${1:-}" = "--fresh" ]; then
+if [ "${1:-}" != "--keep" ]; then
   rm -rf mutants
 fi
 
@@ -31,13 +33,14 @@ export DGM_MODE=quick DGM_DATA_SOURCE=embedded
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1} MKL_NUM_THREADS=${MKL_NUM_THREADS:-1}
 
 start=$(date +%s)
-# mutmut prints a progress line per mutant; keep the log, show its end.
-if ! "$MUTMUT" run --max-children "$CHILDREN" > mutants.log 2>&1; then
-  tail -n 40 mutants.log >&2
-  echo "error: mutmut run failed (full log: mutants.log)" >&2
+# mutmut redraws a progress line per mutant: keep that in a log (mutants/run.log afterwards), show its end on failure.
+log=$(mktemp)
+if ! "$MUTMUT" run --max-children "$CHILDREN" > "$log" 2>&1; then
+  tail -c 4000 "$log" >&2
+  echo "error: mutmut run failed (full log: $log)" >&2
   exit 2
 fi
-mv mutants.log mutants/run.log
+mv "$log" mutants/run.log
 elapsed=$(( $(date +%s) - start ))
 
 "$MUTMUT" export-cicd-stats > /dev/null
@@ -47,6 +50,7 @@ echo "mutmut results (every mutant not killed):"
 echo "${results:-    (none)}"
 
 "$PYTHON" - "$MUTMUT" "$EQUIVALENTS_DOC" "$elapsed" "$results" <<'PY'
+import ast
 import json
 import re
 import subprocess
@@ -79,6 +83,16 @@ for name, status in sorted(not_killed.items()):
     if equivalent[name].strip() not in added:
         stale.append(name)
 
+# mutmut 3 leaves decorated functions (other than staticmethod/classmethod) unmutated: name them rather than skip them
+unmutated = []
+for module in sorted(Path("answers").glob("*.py")):
+    if module.name in ("__init__.py", "export.py"):
+        continue
+    for node in ast.walk(ast.parse(module.read_text())):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and any(
+                not (isinstance(d, ast.Name) and d.id in ("staticmethod", "classmethod")) for d in node.decorator_list):
+            unmutated.append(f"{module}:{node.lineno} {node.name}")
+
 tested = stats["total"] - stats["skipped"]
 killed = stats["killed"] + stats["timeout"] + stats.get("segfault", 0)
 survivors = [name for name, status in not_killed.items() if status in failing]
@@ -88,7 +102,9 @@ for name, status in unexplained:
     print(f"  UNEXPLAINED {status}: {name}   (see: mutmut show {name})")
 for name in stale:
     print(f"  CHANGED (the listed line is not this mutant's any more): {name}")
+for where in unmutated:
+    print(f"  NOT MUTATED (decorated; use `with torch.no_grad():` in the body instead): {where}")
 print(f"killed {killed} of {tested} mutants ({100 * killed / max(tested, 1):.1f}%); "
       f"{tested - len(survivors) - killed} other; mutmut ran {elapsed // 60} min {elapsed % 60} s")
-sys.exit(1 if unexplained or stale else 0)
+sys.exit(1 if unexplained or stale or unmutated else 0)
 PY

@@ -28,6 +28,9 @@ def execute(notebook: Path, kernel: str, timeout: int | None) -> float:
     start = time.perf_counter()
     try:
         nb = nbformat.read(notebook, as_version=4)
+        for cell in nb.cells:  # timestamps of earlier runs would differ from run to run
+            cell.metadata.pop("execution", None)
+        nb.metadata.pop("widgets", None)
         executor = ExecutePreprocessor(timeout=timeout, kernel_name=kernel, record_timing=False,
                                        store_widget_state=False, coalesce_streams=True)
         executor.preprocess(nb, {"metadata": {"path": str(notebook.parent)}})

@@ -1,0 +1,65 @@
+"""Architectures tried in the recipe experiments of REPORT.md (issue 15); not used by the notebooks yet."""
+from torch import nn
+
+from helpers.checkpoints import register_model
+from helpers.models import ACTIVATIONS, PIXELS, VAE, Generator, mlp
+
+
+@register_model
+class RegularizedVAE(VAE):
+    """A Bernoulli VAE whose encoder and decoder MLPs apply dropout after every hidden activation (off in eval mode).
+
+    Dropout layers hold no parameters, so with the same seed it starts from exactly the weights of
+    VAE(latent_dim, hidden, activation=activation), and with both rates 0 it computes the same function.
+    """
+
+    def __init__(self, latent_dim: int = 2, hidden: tuple = (512, 256), encoder_dropout: float = 0.0,
+                 decoder_dropout: float = 0.0, activation: str = "elu"):
+        nn.Module.__init__(self)
+        if activation not in ACTIVATIONS:
+            raise ValueError(f"activation={activation!r}: use one of {sorted(ACTIVATIONS)}.")
+        self.config = {"latent_dim": latent_dim, "hidden": list(hidden), "encoder_dropout": encoder_dropout,
+                       "decoder_dropout": decoder_dropout, "activation": activation}
+        self.latent_dim, self.fixed_std, self.likelihood, self.precision = latent_dim, None, "bernoulli", 1.0
+        self.encoder = nn.Sequential(*mlp([PIXELS, *hidden, 2 * latent_dim], activation, dropout=encoder_dropout))
+        self.decoder = nn.Sequential(*mlp([latent_dim, *reversed(hidden), PIXELS], activation, dropout=decoder_dropout))
+
+
+@register_model
+class ConvGenerator(Generator):
+    """A DCGAN generator: z -> Linear -> (c1, 7, 7) -> ConvTranspose x2 -> 28 x 28, tanh; images come out flat (n, 784).
+
+    Batch normalisation and ReLU after the two hidden layers, none on the output layer. Neighbouring pixels share
+    the transposed convolutions' filters, so samples have smooth strokes and no isolated (salt-and-pepper) pixels.
+    `pixels(z)` and `sample(n, rng)` are Generator's.
+    """
+
+    def __init__(self, latent_dim: int = 64, channels: tuple = (64, 32)):
+        nn.Module.__init__(self)
+        c1, c2 = channels
+        self.config = {"latent_dim": latent_dim, "channels": list(channels)}
+        self.latent_dim = latent_dim
+        self.net = nn.Sequential(
+            nn.Linear(latent_dim, c1 * 7 * 7), nn.BatchNorm1d(c1 * 7 * 7), nn.ReLU(), nn.Unflatten(1, (c1, 7, 7)),
+            nn.ConvTranspose2d(c1, c2, 4, stride=2, padding=1), nn.BatchNorm2d(c2), nn.ReLU(),   # 14 x 14
+            nn.ConvTranspose2d(c2, 1, 4, stride=2, padding=1), nn.Tanh(), nn.Flatten())          # 28 x 28
+
+
+@register_model
+class ConvDiscriminator(nn.Module):
+    """A DCGAN discriminator of flat images (n, 784) in [-1, 1]: two stride-2 convolutions (LeakyReLU 0.2, dropout,
+    optionally batch normalisation after the second), then a linear layer to the logit that the image is real."""
+
+    def __init__(self, channels: tuple = (32, 64), dropout: float = 0.3, batch_norm: bool = False):
+        super().__init__()
+        c1, c2 = channels
+        self.config = {"channels": list(channels), "dropout": dropout, "batch_norm": batch_norm}
+        self.net = nn.Sequential(
+            nn.Unflatten(1, (1, 28, 28)),
+            nn.Conv2d(1, c1, 4, stride=2, padding=1), nn.LeakyReLU(0.2), nn.Dropout(dropout),    # 14 x 14
+            nn.Conv2d(c1, c2, 4, stride=2, padding=1), *([nn.BatchNorm2d(c2)] if batch_norm else []),
+            nn.LeakyReLU(0.2), nn.Dropout(dropout),                                              # 7 x 7
+            nn.Flatten(), nn.Linear(c2 * 7 * 7, 1))
+
+    def forward(self, x):
+        return self.net(x).squeeze(-1)

@@ -8,10 +8,10 @@ NOTEBOOKS := $(sort $(wildcard notebooks/[0-9][0-9]_*.ipynb))
 MIN_PYTHON := 3.11
 
 .DEFAULT_GOAL := help
-.PHONY: help setup run test answers bench lab data lint clean distclean check-python
+.PHONY: help setup run test answers bench lab data lint clean distclean check-python colab mutate
 
 help: ## list the targets
-	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-9s %s\n", $$1, $$2}'
+	@grep -hE '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-9s %s\n", $$1, $$2}'
 
 check-python:
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < tuple(map(int, "$(MIN_PYTHON)".split("."))))' 2>/dev/null || { \
@@ -47,6 +47,10 @@ test: setup ## unit tests, then every notebook under nbval with quick settings (
 bench: setup ## training throughput (samples/s, FLOP/s against the device's matmul rate)
 	$(BIN)/python -m bench.throughput
 
+mutate: setup ## mutation testing of answers/*.py against the answer tests (minutes; not part of make test)
+	$(BIN)/python -m pip install --quiet -r requirements-dev.txt
+	VENV=$(VENV) tools/mutate.sh
+
 lab: setup ## open Jupyter Lab on the notebooks
 	$(BIN)/jupyter lab notebooks/
 
@@ -62,3 +66,9 @@ clean: ## remove quick-run outputs and caches (keeps .venv, data and full-run re
 
 distclean: clean ## also remove .venv (start again from `make setup`)
 	rm -rf $(VENV) *.egg-info
+
+colab: setup ## write pyproject's repository URL into every notebook's Colab cell and the README's links
+	$(BIN)/python tools/colab.py
+
+# Instructor targets (student, key, grade, html): tools/instructor.mk, left out of the student release.
+-include tools/instructor.mk

@@ -717,12 +717,18 @@ def test_hand_mlp_scores_loss_and_every_gradient_match_autograd(name):
     assert all(torch.allclose(g, e, rtol=0, atol=1e-14) for g, e in zip(got, expected))
 
 
-def test_hand_mlp_gradients_match_central_finite_differences():
-    parameters = random_parameters(SIZES, 6)
-    x, labels = mlp_problem(7)
-    net = HandMLP([(w.clone(), b.clone()) for w, b in parameters], Tanh)
+def after_one_backward(activation, parameter_seed, data_seed):
+    """A HandMLP on a small problem after one forward and one backward pass, with its parameters and data."""
+    parameters = random_parameters(SIZES, parameter_seed)
+    x, labels = mlp_problem(data_seed)
+    net = HandMLP([(w.clone(), b.clone()) for w, b in parameters], activation)
     net.loss(x, labels)
     net.backward()
+    return parameters, x, labels, net
+
+
+def test_hand_mlp_gradients_match_central_finite_differences():
+    parameters, x, labels, net = after_one_backward(Tanh, 6, 7)
     eps = 1e-6
     for linear, (grad_w, grad_b) in zip(net.linears, zip(net.gradients()[::2], net.gradients()[1::2])):
         for tensor, grad in ((linear.weight, grad_w), (linear.bias, grad_b)):
@@ -738,11 +744,7 @@ def test_hand_mlp_gradients_match_central_finite_differences():
 
 
 def test_hand_mlp_sgd_step_is_torch_sgd():
-    parameters = random_parameters(SIZES, 8)
-    x, labels = mlp_problem(9)
-    net = HandMLP([(w.clone(), b.clone()) for w, b in parameters], ReLU)
-    net.loss(x, labels)
-    net.backward()
+    parameters, x, labels, net = after_one_backward(ReLU, 8, 9)
     net.sgd_step(0.2)
     leaves = [t.clone().requires_grad_(True) for pair in parameters for t in pair]
     optimizer = torch.optim.SGD(leaves, lr=0.2)

@@ -9,12 +9,14 @@ into site/mathjax/, so the math renders without a network. Images are embedded i
 import argparse
 import html
 import json
-import re
 import shutil
 import sys
 from pathlib import Path
 
 from nbconvert import HTMLExporter
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from release import question_ids  # noqa: E402  (notebook -> its ids, read from QUESTIONS.md)
 
 ROOT = Path(__file__).resolve().parent.parent
 MATHJAX_CONFIG = "TeX-AMS-MML_HTMLorMML-full,Safe,local/offline"
@@ -38,16 +40,6 @@ def local_mathjax(site: Path) -> str | None:
     (target / "config" / "local").mkdir(parents=True, exist_ok=True)
     (target / "config" / "local" / "offline.js").write_text(OFFLINE_CONFIG)
     return "mathjax"
-
-
-def question_ids() -> dict:
-    ids = {}
-    for qid, notebook in re.findall(r"^\| (\w[\w-]*) \| .+ \| (\d\d_\w+) \|$", (ROOT / "QUESTIONS.md").read_text(),
-                                    re.M):
-        ids.setdefault(notebook, [])
-        if qid not in ids[notebook]:
-            ids[notebook].append(qid)
-    return ids
 
 
 def title(nb: dict, fallback: str) -> str:

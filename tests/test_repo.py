@@ -1,6 +1,8 @@
 """The collection as a whole: environments agree, notebooks follow the conventions, records back the README."""
 import json
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -58,3 +60,13 @@ def test_committed_records_are_the_question_ids_of_the_index(path):
     index = set(re.findall(rf"^\| (\w[\w-]*) \| .+ \| {path.stem} \|$", (ROOT / "QUESTIONS.md").read_text(), re.M))
     records = set(json.loads((ROOT / "results" / f"{path.stem}.json").read_text())) - META
     assert records <= index, f"results/{path.stem}.json holds ids not in QUESTIONS.md: {sorted(records - index)}"
+
+
+def test_make_lint_passes():
+    """`make lint` is ruff over the code and the notebooks, with the notebook idioms of pyproject.toml allowed."""
+    ruff = Path(sys.executable).parent / "ruff"
+    if not ruff.exists():
+        pytest.skip("ruff is not installed in this environment (make setup installs it)")
+    result = subprocess.run([ruff, "check", "--output-format", "concise", "helpers", "answers", "bench", "tests",
+                             "tools", "notebooks"], cwd=ROOT, capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout[-2000:]

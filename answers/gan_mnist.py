@@ -21,15 +21,28 @@ def generator_loss(logits_fake):
     ### END SOLUTION
 
 
-def gan_step(generator, discriminator, opt_g, opt_d, real):
-    """One alternating update on a batch of real images in [-1, 1]; returns [loss_D, loss_G, mean D(x), mean D(G(z))]."""
+def translate(images, max_shift=2):
+    """Each flat image in [-1, 1] shifted by its own random whole-pixel offset in [-max_shift, max_shift]^2, the
+    uncovered border filled with background (-1); differentiable in the images (DiffAugment's translation)."""
+    n = len(images)
+    theta = torch.eye(2, 3, device=images.device).repeat(n, 1, 1)
+    theta[:, :, 2] = torch.randint(-max_shift, max_shift + 1, (n, 2), device=images.device) * (2 / 28)
+    x = images.reshape(n, 1, 28, 28) + 1                  # background 0, so that zero padding is background
+    grid = F.affine_grid(theta, x.shape, align_corners=False)
+    return (F.grid_sample(x, grid, mode="nearest", padding_mode="zeros", align_corners=False) - 1).flatten(1)
+
+
+def gan_step(generator, discriminator, opt_g, opt_d, real, max_shift=2):
+    """One alternating update on a batch of real images in [-1, 1], D reading translated images in both updates;
+    returns [loss_D, loss_G, mean D(x), mean D(G(z))]."""
     z = torch.randn(len(real), generator.latent_dim, device=real.device)
     fake = generator(z)
     ### BEGIN SOLUTION
     ############################
     # (1) Update D: maximize log(D(x)) + log(1 - D(G(z)))
     ############################
-    logits_real, logits_fake = discriminator(real), discriminator(fake.detach())
+    logits_real = discriminator(translate(real, max_shift))
+    logits_fake = discriminator(translate(fake.detach(), max_shift))
     loss_d = discriminator_loss(logits_real, logits_fake)
     opt_d.zero_grad(set_to_none=True)
     loss_d.backward()
@@ -37,7 +50,7 @@ def gan_step(generator, discriminator, opt_g, opt_d, real):
     ############################
     # (2) Update G: maximize log(D(G(z)))
     ############################
-    loss_g = generator_loss(discriminator(fake))
+    loss_g = generator_loss(discriminator(translate(fake, max_shift)))
     opt_g.zero_grad(set_to_none=True)
     loss_g.backward()
     opt_g.step()

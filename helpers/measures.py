@@ -1,4 +1,4 @@
-"""How good are generated digits: a small classifier's Frechet distance, class histogram and confidence."""
+"""How good are generated digits: a classifier's Frechet distance, class histogram and confidence; isolated pixels."""
 import functools
 
 import torch
@@ -40,3 +40,16 @@ def sample_quality(classifier, images, reference_features):
     histogram = torch.bincount(probabilities.argmax(1), minlength=10).float() / len(images)
     return {"frechet": gaussian_frechet_distance(classifier.features(images), reference_features),
             "class_histogram": histogram.tolist(), "mean_confidence": probabilities.max(1).values.mean().item()}
+
+
+@torch.no_grad()
+def isolated_pixels(images):
+    """Salt-and-pepper noise per image, on average: pixels above 0.5 with no 8-neighbour above 0.5 (salt), plus
+    pixels below 0.5 whose 4 neighbours are all above 0.5 (pepper); images (n, 784) in [0, 1]."""
+    on = (images.reshape(-1, 1, 28, 28) > 0.5).float()
+    ring = torch.ones(1, 1, 3, 3, device=on.device)
+    ring[0, 0, 1, 1] = 0
+    cross = torch.tensor([[0.0, 1.0, 0.0], [1.0, 0.0, 1.0], [0.0, 1.0, 0.0]], device=on.device).view(1, 1, 3, 3)
+    salt = (on == 1) & (F.conv2d(on, ring, padding=1) == 0)
+    pepper = (on == 0) & (F.conv2d(on, cross, padding=1) == 4)
+    return (salt | pepper).sum((1, 2, 3)).float().mean().item()

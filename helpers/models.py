@@ -30,21 +30,25 @@ def mlp(sizes: list, activation: str = "elu", batch_norm: bool = False, dropout:
 class VAE(nn.Module):
     """The networks of a VAE over 784 pixels: an encoder x -> (mu, log sigma^2) of q(z|x) and a decoder z -> logits.
 
-    With `fixed_std` the encoder outputs only the mean and q(z|x) = N(mu(x), fixed_std^2 I). `likelihood` and
-    `precision` name the decoder's distribution (Bernoulli, or N(f(z), I/precision)) for the code that scores it.
+    With `fixed_std` the encoder outputs only the mean and q(z|x) = N(mu(x), fixed_std^2 I). `decoder_dropout` drops
+    the decoder's hidden units while training (a regulariser for small training sets; off in eval mode). `likelihood`
+    and `precision` name the decoder's distribution (Bernoulli, or N(f(z), I/precision)) for the code that scores it.
     """
 
     def __init__(self, latent_dim: int = 2, hidden: tuple = (512, 256), fixed_std: float | None = None,
-                 likelihood: str = "bernoulli", precision: float = 1.0, activation: str = "elu"):
+                 likelihood: str = "bernoulli", precision: float = 1.0, activation: str = "elu",
+                 decoder_dropout: float = 0.0):
         super().__init__()
         if likelihood not in ("bernoulli", "gaussian") or activation not in ACTIVATIONS:
             raise ValueError(f"likelihood={likelihood!r}, activation={activation!r}: use 'bernoulli' or 'gaussian', "
                              f"and one of {sorted(ACTIVATIONS)}.")
         self.config = {"latent_dim": latent_dim, "hidden": list(hidden), "fixed_std": fixed_std,
                        "likelihood": likelihood, "precision": precision, "activation": activation}
+        if decoder_dropout:  # only when used, so that checkpoints saved before the option existed still match
+            self.config["decoder_dropout"] = decoder_dropout
         self.latent_dim, self.fixed_std, self.likelihood, self.precision = latent_dim, fixed_std, likelihood, precision
         self.encoder = nn.Sequential(*mlp([PIXELS, *hidden, latent_dim if fixed_std else 2 * latent_dim], activation))
-        self.decoder = nn.Sequential(*mlp([latent_dim, *reversed(hidden), PIXELS], activation))
+        self.decoder = nn.Sequential(*mlp([latent_dim, *reversed(hidden), PIXELS], activation, dropout=decoder_dropout))
 
     def encode(self, x):
         """The mean and log-variance of q(z|x)."""
@@ -91,6 +95,28 @@ class Generator(nn.Module):
         images = self.pixels(torch.randn(n, self.latent_dim, generator=rng).to(next(self.parameters()).device))
         self.train(was_training)
         return images
+
+
+@register_model
+class ConvGenerator(Generator):
+    """A DCGAN-style generator: z -> Linear -> (c1, 7, 7) -> [upsample x2, 3x3 conv] x2 -> 28 x 28, tanh; images come
+    out flat (n, 784), and `pixels(z)` and `sample(n, rng)` are Generator's.
+
+    Batch normalisation and ReLU after the two hidden layers, none on the output layer. Neighbouring pixels share
+    the convolutions' filters, so strokes are smooth, with few isolated (salt-and-pepper) pixels; nearest-neighbour
+    upsampling followed by a convolution, rather than a stride-2 transposed convolution, cannot leave the checkerboard
+    pattern of overlapping kernels (Odena, Dumoulin and Olah 2016, *Deconvolution and checkerboard artifacts*).
+    """
+
+    def __init__(self, latent_dim: int = 64, channels: tuple = (64, 32)):
+        nn.Module.__init__(self)
+        c1, c2 = channels
+        self.config = {"latent_dim": latent_dim, "channels": list(channels)}
+        self.latent_dim = latent_dim
+        self.net = nn.Sequential(
+            nn.Linear(latent_dim, c1 * 7 * 7), nn.BatchNorm1d(c1 * 7 * 7), nn.ReLU(), nn.Unflatten(1, (c1, 7, 7)),
+            nn.Upsample(scale_factor=2), nn.Conv2d(c1, c2, 3, padding=1), nn.BatchNorm2d(c2), nn.ReLU(),  # 14 x 14
+            nn.Upsample(scale_factor=2), nn.Conv2d(c2, 1, 3, padding=1), nn.Tanh(), nn.Flatten())        # 28 x 28
 
 
 @register_model

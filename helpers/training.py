@@ -48,12 +48,12 @@ def minibatches(n: int, batch_size: int, device) -> list:
     return torch.randperm(n, device=device).split(batch_size)
 
 
-def describe(optimizer) -> str:
-    """A checkpoint key for an optimizer factory: `functools.partial(torch.optim.Adam, lr=1e-3)` -> 'Adam(lr=0.001)'."""
-    if isinstance(optimizer, functools.partial):
-        arguments = ", ".join(f"{k}={v!r}" for k, v in sorted(optimizer.keywords.items()))
-        return f"{getattr(optimizer.func, '__name__', optimizer.func)}({arguments})"
-    return getattr(optimizer, "__qualname__", repr(optimizer))
+def describe(factory) -> str:
+    """A checkpoint key for a function or a factory: `partial(torch.optim.Adam, lr=1e-3)` -> 'Adam(lr=0.001)'."""
+    if isinstance(factory, functools.partial):
+        arguments = ", ".join(f"{k}={v!r}" for k, v in sorted(factory.keywords.items()))
+        return f"{getattr(factory.func, '__name__', factory.func)}({arguments})"
+    return getattr(factory, "__name__", None) or repr(factory)
 
 
 def seeded(make_model, seed: int, device):
@@ -62,31 +62,34 @@ def seeded(make_model, seed: int, device):
     return make_model().to(device)
 
 
-def fit(make_model, loss_fn, data, *, optimizer, epochs: int, batch_size: int, seed: int = 0, validate=None,
-        patience: int | None = None, resample=None, snapshot=None, checkpoint=None, settings: dict | None = None,
-        retrain: bool = False, desc: str = "train"):
+def fit(make_model, loss_fn, data, *, optimizer, epochs: int, batch_size: int, seed: int = 0, schedule=None,
+        validate=None, patience: int | None = None, resample=None, snapshot=None, checkpoint=None,
+        settings: dict | None = None, retrain: bool = False, desc: str = "train"):
     """Train make_model() from seed `seed` by minimising loss_fn(model, *batch) over minibatches of `data`.
 
     `data` is a tensor or a tuple of tensors on the training device; `optimizer` a factory of parameters
-    (`functools.partial(torch.optim.Adam, lr=1e-3)`). validate(model) -> validation loss, once per epoch;
-    with `patience`, stop after that many epochs without improvement; the best weights are kept.
-    resample(x) -> x replaces the first tensor every epoch (dynamic binarisation). snapshot(epoch, model)
-    runs after each epoch (1-based); what it returns, if not None, goes to history.snapshots. With
-    `checkpoint`, a model saved under the same settings (these arguments plus `settings`, which must name
-    whatever else changes the weights: data, loss, validation) is loaded instead. Returns (model, history).
+    (`functools.partial(torch.optim.Adam, lr=1e-3)`); `schedule`, if given, a learning-rate scheduler factory of the
+    optimizer, stepped after every epoch (`partial(torch.optim.lr_scheduler.CosineAnnealingLR, T_max=epochs)`).
+    validate(model) -> validation loss, once per epoch; with `patience`, stop after that many epochs without
+    improvement; the best weights are kept. resample(x) -> x replaces the first tensor every epoch (dynamic
+    binarisation). snapshot(epoch, model) runs after each epoch (1-based); what it returns, if not None, goes to
+    history.snapshots. With `checkpoint`, a model saved under the same settings (these arguments plus `settings`,
+    which must name whatever else changes the weights: data, loss, validation) is loaded instead.
+    Returns (model, history).
     """
     data = data if isinstance(data, tuple) else (data,)
     device = data[0].device
     if len(data[0]) == 0:
         raise ValueError("fit() was given no training data (0 examples): check the split or the data source.")
     key = {"epochs": epochs, "batch_size": batch_size, "seed": seed, "optimizer": describe(optimizer),
-           "patience": patience, **(settings or {})}
+           "patience": patience, **({"schedule": describe(schedule)} if schedule else {}), **(settings or {})}
     model = seeded(make_model, seed, device)
     cached = cached_history(model, checkpoint, key, retrain, History)
     if cached is not None:
         return model, cached
 
     opt = optimizer(model.parameters())
+    scheduler = schedule(opt) if schedule else None
     history, best_loss, best_state = History(), float("inf"), None
     start = time.perf_counter()
     bar = progress(range(epochs), desc=desc, unit="epoch")
@@ -103,6 +106,8 @@ def fit(make_model, loss_fn, data, *, optimizer, epochs: int, batch_size: int, s
             opt.step()
             losses[step] = loss.detach()
         stop_if_diverged(losses, epoch, len(batches))
+        if scheduler is not None:
+            scheduler.step()
         history.train_loss.append(losses.mean().item())
         take_snapshot(snapshot, epoch + 1, model, history.snapshots)
         status = {"loss": f"{history.train_loss[-1]:.4g}"}
@@ -128,24 +133,33 @@ def fit(make_model, loss_fn, data, *, optimizer, epochs: int, batch_size: int, s
 
 
 def fit_gan(make_generator, make_discriminator, step, images, *, optimizer, epochs: int, batch_size: int,
-            seed: int = 0, snapshot=None, checkpoint=None, settings: dict | None = None, retrain: bool = False,
-            desc: str = "GAN"):
+            seed: int = 0, ema_decay: float | None = None, snapshot=None, checkpoint=None, settings: dict | None = None,
+            retrain: bool = False, desc: str = "GAN"):
     """Train a generator and a discriminator, seeded, by step(G, D, opt_g, opt_d, real) over minibatches of `images`.
 
     `step` returns the tensor [loss_d, loss_g, mean D(x), mean D(G(z))] of its minibatch; `images` are in the
-    range the discriminator reads. The generator is saved to and loaded from `checkpoint`, keyed on these
-    arguments, the discriminator's config, the step's name and `settings`. Returns (generator, history).
+    range the discriminator reads. With `ema_decay`, an exponential moving average of the generator's weights
+    (and batch-norm statistics) is updated after every step; it is what snapshots see and what is returned and
+    saved. The generator is saved to and loaded from `checkpoint`, keyed on these arguments, the discriminator's
+    config, the step's name and `settings`. Returns (generator, history).
     """
     generator = seeded(make_generator, seed, images.device)
     discriminator = make_discriminator().to(images.device)  # its init follows the generator's in the seeded stream
     key = {"epochs": epochs, "batch_size": batch_size, "seed": seed, "optimizer": describe(optimizer),
            "discriminator": {"model": type(discriminator).__name__, **getattr(discriminator, "config", {})},
-           "step": getattr(step, "__name__", repr(step)), **(settings or {})}
+           "step": describe(step), **({"ema_decay": ema_decay} if ema_decay else {}),
+           **(settings or {})}
     cached = cached_history(generator, checkpoint, key, retrain, GANHistory)
     if cached is not None:
         return generator, cached
 
     opt_g, opt_d = optimizer(generator.parameters()), optimizer(discriminator.parameters())
+    # the averaged generator's weights trail the trained one's: fewer of the last steps' oscillations
+    # (Yazici et al. 2019, The unusual effectiveness of averaging in GAN training)
+    averaged = torch.optim.swa_utils.AveragedModel(
+        generator, multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(ema_decay), use_buffers=True
+    ) if ema_decay else None
+    shown = averaged.module if averaged is not None else generator
     history, start = GANHistory(), time.perf_counter()
     bar = progress(range(epochs), desc=desc, unit="epoch")
     for epoch in bar:
@@ -154,13 +168,17 @@ def fit_gan(make_generator, make_discriminator, step, images, *, optimizer, epoc
         stats = torch.empty(len(batches), 4, device=images.device)  # checked once an epoch: no per-step sync
         for i, index in enumerate(batches):
             stats[i] = step(generator, discriminator, opt_g, opt_d, images[index])
+            if averaged is not None:
+                averaged.update_parameters(generator)
         stop_if_diverged(stats[:, :2].sum(1), epoch, len(batches))
         means = stats.mean(0).tolist()
         for values, mean in zip((history.loss_d, history.loss_g, history.d_real, history.d_fake), means):
             values.append(mean)
         bar.set_postfix(D=f"{history.loss_d[-1]:.3f}", G=f"{history.loss_g[-1]:.3f}", refresh=False)
-        take_snapshot(snapshot, epoch + 1, generator, history.snapshots)
+        take_snapshot(snapshot, epoch + 1, shown, history.snapshots)
     bar.close()
+    if averaged is not None:
+        generator.load_state_dict(averaged.module.state_dict())
     history.seconds = time.perf_counter() - start
     finish(generator, checkpoint, key, history)
     return generator, history

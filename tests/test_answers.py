@@ -10,7 +10,7 @@ import torch
 from torch.distributions import Bernoulli, Independent, MultivariateNormal, Normal, kl_divergence
 
 from answers import export
-from answers.gan_mnist import discriminator_loss, gan_step, generator_loss
+from answers.gan_mnist import discriminator_loss, gan_step, generator_loss, translate
 from answers.kl_divergence import (
     gaussian_kl,
     gaussian_kl_full,
@@ -331,7 +331,8 @@ def test_gan_step_draws_the_latent_batch_on_the_device_of_the_real_batch():
     assert probe.z.shape == (32, 4) and probe.z.device.type == "meta"
 
 
-def test_gan_step_updates_the_discriminator_then_the_generator():
+@pytest.mark.parametrize("max_shift", [None, 1])
+def test_gan_step_updates_the_discriminator_then_the_generator(max_shift):
     torch.manual_seed(0)
     generator, discriminator = Generator(latent_dim=4, hidden=(16,)), Discriminator(hidden=(16,), dropout=0.0)
     opt_g = torch.optim.SGD(generator.parameters(), lr=0.1)
@@ -339,21 +340,63 @@ def test_gan_step_updates_the_discriminator_then_the_generator():
     real = torch.rand(32, 784) * 2 - 1
     before_g = [p.clone() for p in generator.parameters()]
     torch.manual_seed(1)
-    stats = gan_step(generator, discriminator, opt_g, opt_d, real)
+    if max_shift is None:  # the default shift, 2 pixels
+        stats, max_shift = gan_step(generator, discriminator, opt_g, opt_d, real), 2
+    else:
+        stats = gan_step(generator, discriminator, opt_g, opt_d, real, max_shift=max_shift)
     assert stats.shape == (4,) and 0 < stats[2] < 1 and 0 < stats[3] < 1
     assert any(not torch.equal(a, b) for a, b in zip(before_g, generator.parameters()))
-    # replay: D's step must come from discriminator_loss on D's own output, G's from generator_loss after it
+    # replay: D's step must come from discriminator_loss on D's own output of translated images, G's from
+    # generator_loss after it, D reading a fresh translation of the same generated images
     torch.manual_seed(0)
     g2, d2 = Generator(latent_dim=4, hidden=(16,)), Discriminator(hidden=(16,), dropout=0.0)
     torch.manual_seed(1)
     z = torch.randn(32, 4)
     fake = g2(z)
-    loss_d = discriminator_loss(d2(real), d2(fake.detach()))
+    loss_d = discriminator_loss(d2(translate(real, max_shift)), d2(translate(fake.detach(), max_shift)))
     assert torch.isclose(stats[0], loss_d, rtol=1e-5)
     grads = torch.autograd.grad(loss_d, list(d2.parameters()))
     with torch.no_grad():
         for p, grad in zip(d2.parameters(), grads):
             p -= 0.1 * grad
     assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(d2.parameters(), discriminator.parameters()))
-    assert torch.isclose(stats[1], generator_loss(d2(fake)), rtol=1e-5)
+    assert torch.isclose(stats[1], generator_loss(d2(translate(fake, max_shift))), rtol=1e-5)
 
+
+
+def shifted(image, dy, dx):
+    """A 28 x 28 image moved dy pixels down and dx right, the uncovered border filled with background (-1)."""
+    out = torch.full_like(image, -1.0)
+    out[max(dy, 0):28 + min(dy, 0), max(dx, 0):28 + min(dx, 0)] = \
+        image[max(-dy, 0):28 + min(-dy, 0), max(-dx, 0):28 + min(-dx, 0)]
+    return out
+
+
+@pytest.mark.parametrize("max_shift", [1, None, 20])
+def test_translate_moves_each_image_by_a_whole_pixel_offset_and_fills_background(max_shift):
+    image = torch.rand(28, 28, generator=torch.Generator().manual_seed(0)) * 2 - 1   # ink up to the edges
+    batch = image.reshape(1, 784).repeat(300, 1).requires_grad_(True)
+    torch.manual_seed(0)
+    moved = translate(batch) if max_shift is None else translate(batch, max_shift)
+    max_shift = max_shift or 2  # the default: DiffAugment's translation, the notebook's setting
+    assert moved.shape == (300, 784), "flat images in, flat images out"
+    moved = moved.reshape(300, 28, 28)
+    assert torch.equal(batch.detach(), image.reshape(1, 784).repeat(300, 1)), "translate must not change its input"
+    offsets = range(-max_shift, max_shift + 1)
+    seen = []
+    for picture in moved.detach():
+        matches = [(dy, dx) for dy in offsets for dx in offsets if torch.equal(picture, shifted(image, dy, dx))]
+        assert len(matches) == 1, "each image must be an exact whole-pixel shift, its border background (-1)"
+        seen.append(matches[0])
+    assert set(seen) <= {(dy, dx) for dy in offsets for dx in offsets}
+    if max_shift <= 2:  # 300 draws show every one of the 9 or 25 offsets
+        assert set(seen) == {(dy, dx) for dy in offsets for dx in offsets}, "every offset in [-max_shift, max_shift]^2"
+    else:  # a wrong scale (a sampling point k * 28/29 pixels away, say) rounds to another pixel only for large k
+        assert max(abs(dy) for dy, _ in seen) == max(abs(dx) for _, dx in seen) == max_shift
+    assert len(set(seen[:20])) > 5, "each image draws its own offset"
+    moved.sum().backward()
+    for grad, (dy, dx) in zip(batch.grad.reshape(300, 28, 28)[:25], seen):
+        # each output pixel copies one input pixel: the pixels still in the frame get a gradient of 1, the rest 0
+        kept = torch.zeros(28, 28)
+        kept[max(-dy, 0):28 + min(-dy, 0), max(-dx, 0):28 + min(-dx, 0)] = 1
+        assert torch.equal(grad, kept)

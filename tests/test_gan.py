@@ -46,3 +46,36 @@ def test_pixels_maps_tanh_outputs_to_the_unit_interval():
     generator = Generator(latent_dim=4, hidden=(8,)).eval()
     z = torch.randn(3, 4)
     assert torch.allclose(generator.pixels(z), (generator(z) + 1) / 2)
+
+
+def test_the_kept_generator_is_the_moving_average_of_the_trained_one(tmp_path):
+    """A step that adds 1 to every generator weight: the average after t steps is known in closed form."""
+    images = torch.zeros(64, 784)
+
+    def plus_one(generator, discriminator, opt_g, opt_d, real):
+        with torch.no_grad():
+            for p in generator.parameters():
+                p.add_(1.0)
+        return torch.zeros(4)
+
+    def make():
+        return Generator(latent_dim=2, hidden=(4,))
+
+    start = make_from_seed(make)
+    decay, steps = 0.9, 2 * 64 // 16
+    generator, _ = fit_gan(make, lambda: Discriminator(hidden=(4,)), plus_one, images, optimizer=torch.optim.SGD,
+                           epochs=2, batch_size=16, ema_decay=decay, checkpoint=tmp_path / "g.pt")
+    # AveragedModel copies the weights at the first update (after step 1), then averages: e_t = d e_(t-1) + (1-d) w_t
+    average = 1.0
+    for t in range(2, steps + 1):
+        average = decay * average + (1 - decay) * t
+    for p0, p in zip(start.parameters(), generator.parameters()):
+        assert torch.allclose(p, p0 + average), "the returned generator must be the average, not the last weights"
+    with pytest.raises(CheckpointError, match="other settings.*ema_decay: saved 0.9, asked None"):
+        fit_gan(make, lambda: Discriminator(hidden=(4,)), plus_one, images, optimizer=torch.optim.SGD, epochs=2,
+                batch_size=16, checkpoint=tmp_path / "g.pt")
+
+
+def make_from_seed(make, seed=0):
+    torch.manual_seed(seed)
+    return make()

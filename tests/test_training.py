@@ -124,3 +124,19 @@ def test_snapshots_are_kept_and_survive_the_checkpoint(tmp_path):
     assert sorted(taken.snapshots) == [1, 4] and not torch.equal(taken.snapshots[1], taken.snapshots[4])
     _, cached = fit(TinyNet, mse, data, optimizer=ADAM, epochs=4, batch_size=16, checkpoint=tmp_path / "m.pt")
     assert torch.equal(cached.snapshots[4], model.layer.weight)
+
+
+def test_a_schedule_steps_once_per_epoch_and_is_part_of_the_key(tmp_path):
+    rates = []
+    path, data = tmp_path / "m.pt", regression_data()
+    halving = functools.partial(torch.optim.lr_scheduler.StepLR, step_size=1, gamma=0.5)
+
+    def optimizer(parameters):
+        opt = ADAM(parameters)
+        opt.register_step_post_hook(lambda o, *_: rates.append(o.param_groups[0]["lr"]))
+        return opt
+
+    fit(TinyNet, mse, data, optimizer=optimizer, schedule=halving, epochs=3, batch_size=16, checkpoint=path)
+    assert rates == [0.05] * 4 + [0.025] * 4 + [0.0125] * 4  # 64 examples in batches of 16: 4 steps an epoch
+    with pytest.raises(CheckpointError, match="other settings.*schedule: saved 'StepLR\\(gamma=0.5, step_size=1\\)'"):
+        fit(TinyNet, mse, data, optimizer=optimizer, epochs=3, batch_size=16, checkpoint=path)

@@ -40,3 +40,20 @@ def test_saved_models_load_back_and_sample_alike_on_any_device(tmp_path):
 def test_unknown_options_are_refused():
     with pytest.raises(ValueError, match="likelihood='poisson'"):
         VAE(2, likelihood="poisson")
+
+
+def test_decoder_dropout_acts_only_while_training_and_changes_no_initial_weight(digits):
+    torch.manual_seed(0)
+    plain = VAE(latent_dim=2)
+    torch.manual_seed(0)
+    dropped = VAE(latent_dim=2, decoder_dropout=0.5)
+    # dropout holds no parameters: the same seed gives the same weights, in the same order
+    assert all(torch.equal(a, b) for a, b in zip(plain.parameters(), dropped.parameters()))
+    assert "decoder_dropout" not in plain.config  # checkpoints saved before the option existed still match
+    assert dropped.config["decoder_dropout"] == 0.5
+    z = torch.randn(64, 2)
+    dropped.eval()
+    assert torch.equal(dropped.decode(z), plain.eval().decode(z))  # off in eval mode: the same function
+    dropped.train()
+    assert not torch.equal(dropped.decode(z), dropped.decode(z))  # on while training
+    assert torch.equal(dropped.encode(digits)[0], plain.encode(digits)[0])  # the encoder has none

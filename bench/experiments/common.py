@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from helpers import MNIST
+from helpers.measures import isolated_pixels
 
 DATA_FILE = Path(__file__).resolve().parent / "data" / "mnist_embedded.pt"
 
@@ -37,13 +38,6 @@ def salt_and_pepper(images: torch.Tensor) -> dict:
     """Per image, on average: isolated pixels (above 0.5 with no 8-neighbour above 0.5, or below 0.5 with all 4
     neighbours above), and pixels more than 0.5 away from the median of their 3x3 neighbourhood (impulse noise)."""
     x = images.reshape(-1, 1, 28, 28).float()
-    on = (x > 0.5).float()
-    ring = torch.ones(1, 1, 3, 3, device=x.device)
-    ring[0, 0, 1, 1] = 0
-    cross = torch.tensor([[0., 1., 0.], [1., 0., 1.], [0., 1., 0.]], device=x.device).view(1, 1, 3, 3)
-    neighbours = F.conv2d(on, ring, padding=1)
-    four = F.conv2d(on, cross, padding=1)
-    isolated = ((on == 1) & (neighbours == 0)).sum((1, 2, 3)) + ((on == 0) & (four == 4)).sum((1, 2, 3))
     patches = F.unfold(F.pad(x, (1, 1, 1, 1), mode="replicate"), 3)         # (n, 9, 784)
     impulse = ((x.flatten(1) - patches.median(1).values).abs() > 0.5).sum(1)
-    return {"isolated_per_image": isolated.float().mean().item(), "impulse_per_image": impulse.float().mean().item()}
+    return {"isolated_per_image": isolated_pixels(images), "impulse_per_image": impulse.float().mean().item()}

@@ -26,8 +26,9 @@ class RegularizedVAE(VAE):
 
 
 @register_model
-class ConvGenerator(Generator):
-    """A DCGAN generator: z -> Linear -> (c1, 7, 7) -> ConvTranspose x2 -> 28 x 28, tanh; images come out flat (n, 784).
+class TransposedConvGenerator(Generator):
+    """The GPU experiments' DCGAN generator (named ConvGenerator in REPORT.md's call 1-3 results): z -> Linear ->
+    (c1, 7, 7) -> ConvTranspose x2 -> 28 x 28, tanh; images come out flat (n, 784).
 
     Batch normalisation and ReLU after the two hidden layers, none on the output layer. Neighbouring pixels share
     the transposed convolutions' filters, so samples have smooth strokes and no isolated (salt-and-pepper) pixels.
@@ -63,3 +64,33 @@ class ConvDiscriminator(nn.Module):
 
     def forward(self, x):
         return self.net(x).squeeze(-1)
+
+
+@register_model
+class ConvVAE(VAE):
+    """A Bernoulli VAE with convolutional networks: two stride-2 convolutions and a hidden layer of 256 in the
+    encoder, the mirror image (transposed convolutions) in the decoder; ELU throughout. The decoder maps z of any
+    leading shape (samples, n, latent_dim) to logits (samples, n, 784), as VAE's MLP decoder does."""
+
+    def __init__(self, latent_dim: int = 2, channels: tuple = (16, 32), hidden: int = 256):
+        nn.Module.__init__(self)
+        c1, c2 = channels
+        self.config = {"latent_dim": latent_dim, "channels": list(channels), "hidden": hidden}
+        self.latent_dim, self.fixed_std, self.likelihood, self.precision = latent_dim, None, "bernoulli", 1.0
+        self.encoder = nn.Sequential(
+            nn.Unflatten(-1, (1, 28, 28)), nn.Conv2d(1, c1, 4, 2, 1), nn.ELU(), nn.Conv2d(c1, c2, 4, 2, 1), nn.ELU(),
+            nn.Flatten(), nn.Linear(c2 * 49, hidden), nn.ELU(), nn.Linear(hidden, 2 * latent_dim))
+        self.decoder = _FlatLeading(nn.Sequential(
+            nn.Linear(latent_dim, hidden), nn.ELU(), nn.Linear(hidden, c2 * 49), nn.ELU(), nn.Unflatten(1, (c2, 7, 7)),
+            nn.ConvTranspose2d(c2, c1, 4, 2, 1), nn.ELU(), nn.ConvTranspose2d(c1, 1, 4, 2, 1), nn.Flatten()))
+
+
+class _FlatLeading(nn.Module):
+    """Applies a network of (n, d) inputs to inputs of any leading shape (..., d)."""
+
+    def __init__(self, net):
+        super().__init__()
+        self.net = net
+
+    def forward(self, z):
+        return self.net(z.reshape(-1, z.shape[-1])).reshape(*z.shape[:-1], -1)

@@ -24,6 +24,8 @@ RECIPES = {  # name: (model factory of latent_dim, peak lr, exponential moving a
     "mlp+decdrop0.1": (lambda d: VAE(d, decoder_dropout=0.1), 2e-3, None),
     "mlp": (lambda d: VAE(d), 2e-3, None),
     "mlp+decdrop0.2": (lambda d: VAE(d, decoder_dropout=0.2), 2e-3, None),
+    "mlp1024/512+decdrop0.1": (lambda d: VAE(d, hidden=(1024, 512), decoder_dropout=0.1), 2e-3, None),
+    "mlp512/512/256+decdrop0.1": (lambda d: VAE(d, hidden=(512, 512, 256), decoder_dropout=0.1), 2e-3, None),
     "mlp+decdrop0.1+ema0.999": (lambda d: VAE(d, decoder_dropout=0.1), 2e-3, 0.999),
     "mlp1024+decdrop0.2": (lambda d: VAE(d, hidden=(1024, 512), decoder_dropout=0.2), 2e-3, None),
     "conv16/32": (lambda d: ConvVAE(d, channels=(16, 32)), 2e-3, None),

@@ -51,7 +51,7 @@ def minibatches(n: int, batch_size: int, device) -> list:
 def describe(factory) -> str:
     """A checkpoint key for a function or a factory: `partial(torch.optim.Adam, lr=1e-3)` -> 'Adam(lr=0.001)'."""
     if isinstance(factory, functools.partial):
-        arguments = ", ".join(f"{k}={v!r}" for k, v in sorted(factory.keywords.items()))
+        arguments = ", ".join([*map(repr, factory.args), *(f"{k}={v!r}" for k, v in sorted(factory.keywords.items()))])
         return f"{getattr(factory.func, '__name__', factory.func)}({arguments})"
     return getattr(factory, "__name__", None) or repr(factory)
 

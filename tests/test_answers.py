@@ -388,7 +388,6 @@ def test_translate_moves_each_image_by_a_whole_pixel_offset_and_fills_background
         matches = [(dy, dx) for dy in offsets for dx in offsets if torch.equal(picture, shifted(image, dy, dx))]
         assert len(matches) == 1, "each image must be an exact whole-pixel shift, its border background (-1)"
         seen.append(matches[0])
-    assert set(seen) <= {(dy, dx) for dy in offsets for dx in offsets}
     if max_shift <= 2:  # 300 draws show every one of the 9 or 25 offsets
         assert set(seen) == {(dy, dx) for dy in offsets for dx in offsets}, "every offset in [-max_shift, max_shift]^2"
     else:  # a wrong scale (a sampling point k * 28/29 pixels away, say) rounds to another pixel only for large k

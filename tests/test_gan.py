@@ -5,7 +5,16 @@ import pytest
 import torch
 
 from answers.gan_mnist import gan_step
-from helpers import CheckpointError, Discriminator, Generator, fit_gan
+from helpers import (
+    CheckpointError,
+    ConvGenerator,
+    Discriminator,
+    Generator,
+    fit_gan,
+    load_model,
+    save_checkpoint,
+    seeded,
+)
 
 
 def train(tmp_path, epochs=2, dropout=0.3, **extra):
@@ -61,21 +70,31 @@ def test_the_kept_generator_is_the_moving_average_of_the_trained_one(tmp_path):
     def make():
         return Generator(latent_dim=2, hidden=(4,))
 
-    start = make_from_seed(make)
+    start = seeded(make, 0, "cpu")
     decay, steps = 0.9, 2 * 64 // 16
-    generator, _ = fit_gan(make, lambda: Discriminator(hidden=(4,)), plus_one, images, optimizer=torch.optim.SGD,
-                           epochs=2, batch_size=16, ema_decay=decay, checkpoint=tmp_path / "g.pt")
+    generator, history = fit_gan(make, lambda: Discriminator(hidden=(4,)), plus_one, images, optimizer=torch.optim.SGD,
+                                 epochs=2, batch_size=16, ema_decay=decay, checkpoint=tmp_path / "g.pt",
+                                 snapshot=lambda epoch, g: next(g.parameters()).clone())
     # AveragedModel copies the weights at the first update (after step 1), then averages: e_t = d e_(t-1) + (1-d) w_t
     average = 1.0
     for t in range(2, steps + 1):
         average = decay * average + (1 - decay) * t
     for p0, p in zip(start.parameters(), generator.parameters()):
         assert torch.allclose(p, p0 + average), "the returned generator must be the average, not the last weights"
+    assert torch.allclose(history.snapshots[2], next(generator.parameters())), "snapshots must see the average"
+    reloaded, cached = fit_gan(make, lambda: Discriminator(hidden=(4,)), plus_one, images, optimizer=torch.optim.SGD,
+                               epochs=2, batch_size=16, ema_decay=decay, checkpoint=tmp_path / "g.pt")
+    assert cached.from_checkpoint and all(torch.equal(a, b) for a, b in zip(reloaded.parameters(),
+                                                                            generator.parameters()))
     with pytest.raises(CheckpointError, match="other settings.*ema_decay: saved 0.9, asked None"):
         fit_gan(make, lambda: Discriminator(hidden=(4,)), plus_one, images, optimizer=torch.optim.SGD, epochs=2,
                 batch_size=16, checkpoint=tmp_path / "g.pt")
 
 
-def make_from_seed(make, seed=0):
-    torch.manual_seed(seed)
-    return make()
+def test_conv_generator_makes_images_in_the_unit_interval_and_reloads(tmp_path):
+    generator = seeded(lambda: ConvGenerator(latent_dim=8, channels=(8, 4)), 0, "cpu").eval()
+    images = generator.sample(5, rng=torch.Generator().manual_seed(0))
+    assert images.shape == (5, 784) and 0 <= images.min() and images.max() <= 1
+    save_checkpoint(tmp_path / "g.pt", generator)
+    again = load_model(tmp_path / "g.pt")
+    assert torch.equal(again.sample(5, rng=torch.Generator().manual_seed(0)), images)

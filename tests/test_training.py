@@ -140,3 +140,13 @@ def test_a_schedule_steps_once_per_epoch_and_is_part_of_the_key(tmp_path):
     assert rates == [0.05] * 4 + [0.025] * 4 + [0.0125] * 4  # 64 examples in batches of 16: 4 steps an epoch
     with pytest.raises(CheckpointError, match="other settings.*schedule: saved 'StepLR\\(gamma=0.5, step_size=1\\)'"):
         fit(TinyNet, mse, data, optimizer=optimizer, epochs=3, batch_size=16, checkpoint=path)
+
+
+def test_describe_names_every_argument_of_a_factory():
+    from helpers.training import describe
+
+    assert describe(functools.partial(torch.optim.lr_scheduler.StepLR, 10, gamma=0.5)) == "StepLR(10, gamma=0.5)"
+    assert describe(functools.partial(torch.optim.Adam, lr=1e-3)) == "Adam(lr=0.001)"
+    assert describe(torch.optim.SGD) == "SGD" and describe(mse) == "mse"
+    assert describe(functools.partial(torch.optim.lr_scheduler.StepLR, 20)) != describe(
+        functools.partial(torch.optim.lr_scheduler.StepLR, 10))

@@ -1,9 +1,9 @@
 """GAN recipes for the 4,000 embedded digits, trained with helpers.fit_gan, unchanged.
 
-A recipe picks the players (the notebook's MLP Generator/Discriminator, or the DCGAN ConvGenerator/ConvDiscriminator
-added to helpers.models), the update step (the notebook's gan_step, or the same with one-sided label smoothing:
-D's target for real images 0.9 instead of 1) and the optimizer; 90 epochs of batch 64 in every recipe, snapshots
-at epochs 10, 30, 50, 90.
+A recipe picks the players (the notebook's former MLP Generator/Discriminator, or the DCGAN TransposedConvGenerator/
+ConvDiscriminator of bench/experiments/models.py), the update step (the notebook's gan_step as it was before it
+translated D's inputs, or the same with one-sided label smoothing: D's target for real images 0.9 instead of 1)
+and the optimizer; 90 epochs of batch 64 in every recipe, snapshots at epochs 10, 30, 50, 90.
 """
 import copy
 import functools
@@ -12,8 +12,8 @@ import time
 import torch
 import torch.nn.functional as F
 
-from bench.experiments.models import ConvDiscriminator
-from bench.experiments.models import TransposedConvGenerator as ConvGenerator
+from answers.gan_mnist import translate
+from bench.experiments.models import ConvDiscriminator, TransposedConvGenerator
 from helpers import fit_gan
 from helpers.measures import sample_quality
 from helpers.models import Discriminator, Generator
@@ -43,7 +43,7 @@ def smoothed_gan_step(generator, discriminator, opt_g, opt_d, real, real_target:
 
 
 MLP_G, MLP_D = (Generator, {}), (Discriminator, {})
-CONV_G = {w: (ConvGenerator, {"channels": w}) for w in ((32, 16), (64, 32), (128, 64))}
+CONV_G = {w: (TransposedConvGenerator, {"channels": w}) for w in ((32, 16), (64, 32), (128, 64))}
 CONV_D = {w: (ConvDiscriminator, {"channels": w}) for w in ((16, 32), (32, 64), (64, 128))}
 
 # name: generator, discriminator, smoothing (D's real target), relative CPU cost per epoch (local timings, noisy)
@@ -76,19 +76,6 @@ RECIPES.update({
 })
 
 
-def translate(images, max_shift: int = 2):
-    """Differentiable augmentation (DiffAugment's translation): every image shifted by its own random whole-pixel
-    offset in [-max_shift, max_shift]^2, the uncovered border filled with background (-1); images flat, in [-1, 1]."""
-    n = len(images)
-    shift = torch.randint(-max_shift, max_shift + 1, (n, 2), device=images.device).float() * (2 / 28)
-    theta = torch.zeros(n, 2, 3, device=images.device)
-    theta[:, 0, 0] = theta[:, 1, 1] = 1
-    theta[:, :, 2] = shift
-    x = images.reshape(n, 1, 28, 28) + 1
-    grid = F.affine_grid(theta, x.shape, align_corners=False)
-    return (F.grid_sample(x, grid, mode="nearest", padding_mode="zeros", align_corners=False) - 1).flatten(1)
-
-
 def augmented_gan_step(generator, discriminator, opt_g, opt_d, real, real_target: float = 1.0):
     """smoothed_gan_step with D reading translated real and generated images (DiffAugment, both players' updates)."""
     z = torch.randn(len(real), generator.latent_dim, device=real.device)
@@ -116,7 +103,7 @@ RECIPES.update({  # call 3: differentiable augmentation (translation by up to 2 
 
 
 class Step:
-    """A recipe's update step for fit_gan: gan_step (or its label-smoothed version), after setting the learning rate
+    """A recipe's update step for fit_gan: the former gan_step (or its label-smoothed version), after setting the lr
     when it decays, then an update of the EMA copies of the generator (weights averaged, buffers copied)."""
 
     def __init__(self, real_target: float, decays=(), total_steps: int | None = None, lr: float = 2e-4,

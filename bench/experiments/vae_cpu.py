@@ -40,7 +40,7 @@ def main(name: str, seed: int, latent_dim: int = 2, epochs: int = 400) -> None:
     validation_x, _ = evaluation_sets(mnist)  # the test split is not read here
     averaged = {}
 
-    def optimizer(parameters):
+    def optimizer(parameters):  # Adam, and with ema_decay an average of the weights updated after every step
         opt = torch.optim.Adam(parameters, lr=lr)
         if ema_decay:
             model = averaged["model"]
@@ -63,14 +63,9 @@ def main(name: str, seed: int, latent_dim: int = 2, epochs: int = 400) -> None:
 
     start = time.perf_counter()
     model, history = fit(make_model, vae_loss, mnist.train_x, seed=seed, epochs=epochs, batch_size=256,
-                         optimizer=functools.partial(torch.optim.Adam, lr=lr),  # the key only; `optimizer` builds it
+                         optimizer=optimizer, validate=validate, resample=dynamic_binarize, desc=f"{name} s{seed}",
                          schedule=functools.partial(torch.optim.lr_scheduler.CosineAnnealingLR, T_max=epochs,
-                                                    eta_min=1e-5),
-                         validate=validate, resample=dynamic_binarize, desc=f"{name} s{seed}") \
-        if not ema_decay else fit(make_model, vae_loss, mnist.train_x, seed=seed, epochs=epochs, batch_size=256,
-                                  optimizer=optimizer, schedule=functools.partial(
-                                      torch.optim.lr_scheduler.CosineAnnealingLR, T_max=epochs, eta_min=1e-5),
-                                  validate=validate, resample=dynamic_binarize, desc=f"{name} s{seed}")
+                                                    eta_min=1e-5))
     if ema_decay:
         model.load_state_dict(averaged["state"])
     model.eval()

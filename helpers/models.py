@@ -115,8 +115,13 @@ class ConvGenerator(Generator):
         self.latent_dim = latent_dim
         self.net = nn.Sequential(
             nn.Linear(latent_dim, c1 * 7 * 7), nn.BatchNorm1d(c1 * 7 * 7), nn.ReLU(), nn.Unflatten(1, (c1, 7, 7)),
-            nn.Upsample(scale_factor=2), nn.Conv2d(c1, c2, 3, padding=1), nn.BatchNorm2d(c2), nn.ReLU(),  # 14 x 14
-            nn.Upsample(scale_factor=2), nn.Conv2d(c2, 1, 3, padding=1), nn.Tanh(), nn.Flatten())        # 28 x 28
+            *self.upsample(c1, c2), nn.BatchNorm2d(c2), nn.ReLU(),   # 14 x 14
+            *self.upsample(c2, 1), nn.Tanh(), nn.Flatten())          # 28 x 28
+
+    @staticmethod
+    def upsample(c_in: int, c_out: int) -> list:
+        """The layers that double the maps' size: nearest-neighbour upsampling, then a 3x3 convolution."""
+        return [nn.Upsample(scale_factor=2), nn.Conv2d(c_in, c_out, 3, padding=1)]
 
 
 @register_model

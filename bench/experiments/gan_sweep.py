@@ -23,17 +23,19 @@ from .common import salt_and_pepper
 EPOCHS, SNAPSHOTS, BATCH, QUALITY_SAMPLES = 90, (10, 30, 50, 90), 64, 1000
 
 
-def smoothed_gan_step(generator, discriminator, opt_g, opt_d, real, real_target: float = 0.9):
-    """gan_step with one-sided label smoothing: D is trained towards 0.9 on real images (G's loss is unchanged)."""
+def smoothed_gan_step(generator, discriminator, opt_g, opt_d, real, real_target: float = 0.9, augment: bool = False):
+    """The former gan_step with D's target for real images `real_target` (one-sided label smoothing below 1) and,
+    with `augment`, D reading translated real and generated images in both updates (DiffAugment)."""
+    seen = translate if augment else (lambda images: images)
     z = torch.randn(len(real), generator.latent_dim, device=real.device)
     fake = generator(z)
-    logits_real, logits_fake = discriminator(real), discriminator(fake.detach())
+    logits_real, logits_fake = discriminator(seen(real)), discriminator(seen(fake.detach()))
     loss_d = (F.binary_cross_entropy_with_logits(logits_real, torch.full_like(logits_real, real_target))
               + F.binary_cross_entropy_with_logits(logits_fake, torch.zeros_like(logits_fake)))
     opt_d.zero_grad(set_to_none=True)
     loss_d.backward()
     opt_d.step()
-    logits = discriminator(fake)
+    logits = discriminator(seen(fake))
     loss_g = F.binary_cross_entropy_with_logits(logits, torch.ones_like(logits))
     opt_g.zero_grad(set_to_none=True)
     loss_g.backward()
@@ -76,25 +78,6 @@ RECIPES.update({
 })
 
 
-def augmented_gan_step(generator, discriminator, opt_g, opt_d, real, real_target: float = 1.0):
-    """smoothed_gan_step with D reading translated real and generated images (DiffAugment, both players' updates)."""
-    z = torch.randn(len(real), generator.latent_dim, device=real.device)
-    fake = generator(z)
-    logits_real, logits_fake = discriminator(translate(real)), discriminator(translate(fake.detach()))
-    loss_d = (F.binary_cross_entropy_with_logits(logits_real, torch.full_like(logits_real, real_target))
-              + F.binary_cross_entropy_with_logits(logits_fake, torch.zeros_like(logits_fake)))
-    opt_d.zero_grad(set_to_none=True)
-    loss_d.backward()
-    opt_d.step()
-    logits = discriminator(translate(fake))
-    loss_g = F.binary_cross_entropy_with_logits(logits, torch.ones_like(logits))
-    opt_g.zero_grad(set_to_none=True)
-    loss_g.backward()
-    opt_g.step()
-    return torch.stack([loss_d.detach(), loss_g.detach(), torch.sigmoid(logits_real).mean().detach(),
-                        torch.sigmoid(logits_fake).mean().detach()])
-
-
 RECIPES.update({  # call 3: differentiable augmentation (translation by up to 2 pixels) for the small data set
     "mlp+ls+ema+aug": (MLP_G, MLP_D, 0.9, 1.0, dict(ema=(0.99, 0.999), augment=True)),
     "convG64/32+mlpD+ema+aug": (CONV_G[(64, 32)], MLP_D, 1.0, 1.0, dict(ema=(0.99, 0.999), augment=True)),
@@ -121,10 +104,8 @@ class Step:
             for opt in (opt_g, opt_d):
                 for group in opt.param_groups:
                     group["lr"] = self.lr * scale
-        if self.augment:
-            stats = augmented_gan_step(generator, discriminator, opt_g, opt_d, real, self.real_target)
-        else:  # with real_target 1.0 the update of the notebook's gan_step before it translated D's inputs
-            stats = smoothed_gan_step(generator, discriminator, opt_g, opt_d, real, self.real_target)
+        # with real_target 1.0 and no augmentation: the notebook's gan_step before it translated D's inputs
+        stats = smoothed_gan_step(generator, discriminator, opt_g, opt_d, real, self.real_target, self.augment)
         self.steps += 1
         with torch.no_grad():
             parameters = list(generator.parameters())

@@ -2,7 +2,7 @@
 from torch import nn
 
 from helpers.checkpoints import register_model
-from helpers.models import ACTIVATIONS, PIXELS, VAE, Generator, mlp
+from helpers.models import ACTIVATIONS, PIXELS, VAE, ConvGenerator, mlp
 
 
 @register_model
@@ -26,24 +26,13 @@ class RegularizedVAE(VAE):
 
 
 @register_model
-class TransposedConvGenerator(Generator):
-    """The GPU experiments' DCGAN generator (named ConvGenerator in REPORT.md's call 1-3 results): z -> Linear ->
-    (c1, 7, 7) -> ConvTranspose x2 -> 28 x 28, tanh; images come out flat (n, 784).
+class TransposedConvGenerator(ConvGenerator):
+    """The GPU experiments' generator (ConvGenerator in REPORT.md's call 1-3 results): helpers.ConvGenerator with
+    DCGAN's stride-2 transposed convolutions (kernel 4) in place of upsampling and a 3x3 convolution."""
 
-    Batch normalisation and ReLU after the two hidden layers, none on the output layer. Neighbouring pixels share
-    the transposed convolutions' filters, so samples have smooth strokes and no isolated (salt-and-pepper) pixels.
-    `pixels(z)` and `sample(n, rng)` are Generator's.
-    """
-
-    def __init__(self, latent_dim: int = 64, channels: tuple = (64, 32)):
-        nn.Module.__init__(self)
-        c1, c2 = channels
-        self.config = {"latent_dim": latent_dim, "channels": list(channels)}
-        self.latent_dim = latent_dim
-        self.net = nn.Sequential(
-            nn.Linear(latent_dim, c1 * 7 * 7), nn.BatchNorm1d(c1 * 7 * 7), nn.ReLU(), nn.Unflatten(1, (c1, 7, 7)),
-            nn.ConvTranspose2d(c1, c2, 4, stride=2, padding=1), nn.BatchNorm2d(c2), nn.ReLU(),   # 14 x 14
-            nn.ConvTranspose2d(c2, 1, 4, stride=2, padding=1), nn.Tanh(), nn.Flatten())          # 28 x 28
+    @staticmethod
+    def upsample(c_in: int, c_out: int) -> list:
+        return [nn.ConvTranspose2d(c_in, c_out, 4, stride=2, padding=1)]
 
 
 @register_model

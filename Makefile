@@ -8,7 +8,7 @@ NOTEBOOKS := $(sort $(wildcard notebooks/[0-9][0-9]_*.ipynb))
 MIN_PYTHON := 3.11
 
 .DEFAULT_GOAL := help
-.PHONY: help setup run test answers bench lab data lint clean distclean check-python colab mutate
+.PHONY: help setup run test answers lab data lint clean distclean check-python colab
 
 help: ## list the targets
 	@grep -hE '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-9s %s\n", $$1, $$2}'
@@ -37,19 +37,17 @@ $(STAMP): requirements.txt pyproject.toml
 answers: setup ## export the notebooks' answer cells to answers/*.py (later notebooks and the tests import them)
 	$(BIN)/python -m answers.export
 
-run: setup answers ## execute every notebook with full settings; a notebook and its records change only if it succeeds
+run: setup answers ## execute every notebook with full settings (committed outputs); a notebook changes only if it succeeds
 	DGM_MODE=full $(BIN)/python tools/run_notebooks.py --kernel $(KERNEL) $(NOTEBOOKS)
 
-test: setup ## unit tests, then every notebook under nbval with quick settings (records go to .quick/)
+# test processes: one per core, each with one torch thread (`make test TEST_THREADS=2`: two threads each)
+TEST_WORKERS ?= $(shell $(PYTHON) -c 'import os; print(os.cpu_count() or 1)')
+TEST_THREADS ?= 1
+
+test: setup ## every test, and every notebook under nbval with quick settings (records go to .quick/)
 	rm -rf .quick  # quick runs start from nothing, like CI: no stale checkpoint from older code
-	DGM_MODE=quick DGM_DATA_SOURCE=embedded $(BIN)/python -m pytest
-
-bench: setup ## training throughput (samples/s, FLOP/s against the device's matmul rate)
-	$(BIN)/python -m bench.throughput
-
-mutate: setup ## mutation testing of answers/*.py against the answer tests (minutes; not part of make test)
-	$(BIN)/python -m pip install --quiet -r requirements-dev.txt
-	VENV=$(VENV) tools/mutate.sh
+	DGM_MODE=quick DGM_DATA_SOURCE=embedded OMP_NUM_THREADS=$(TEST_THREADS) MKL_NUM_THREADS=$(TEST_THREADS) \
+	  $(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile tests $(wildcard instructor/tests) notebooks
 
 lab: setup ## open Jupyter Lab on the notebooks
 	$(BIN)/jupyter lab notebooks/
@@ -57,8 +55,8 @@ lab: setup ## open Jupyter Lab on the notebooks
 data: setup ## download full MNIST into data/MNIST/raw (needs the internet; verified by md5)
 	$(BIN)/python -m helpers.data download
 
-lint: setup ## ruff over helpers, answers, tests, tools and notebooks
-	$(BIN)/ruff check helpers answers bench tests tools notebooks
+lint: setup ## ruff over the code and the notebooks
+	$(BIN)/ruff check helpers answers tests tools notebooks $(wildcard instructor)
 
 clean: ## remove quick-run outputs and caches (keeps .venv, data and full-run results)
 	rm -rf .quick .pytest_cache .ruff_cache
@@ -70,5 +68,5 @@ distclean: clean ## also remove .venv (start again from `make setup`)
 colab: setup ## write pyproject's repository URL into every notebook's Colab cell and the README's links
 	$(BIN)/python tools/colab.py
 
-# Instructor targets (student, key, grade, html): tools/instructor.mk, left out of the student release.
--include tools/instructor.mk
+# Instructor targets (student, key, grade, gradebook, html): instructor/instructor.mk, not in the student release.
+-include instructor/instructor.mk

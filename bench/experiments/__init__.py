@@ -1,1 +1,0 @@
-"""Experiments for issue 15 (better VAE and GAN recipes on the 4,000 embedded digits); see REPORT.md."""

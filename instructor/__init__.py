@@ -1,0 +1,1 @@
+"""Instructor-only tools: the autograder and its helpers."""

@@ -1,0 +1,198 @@
+"""The grader: `python -m instructor.grader grade|gradebook|key|check-key` (make grade, make gradebook, make key).
+
+    grade SUBMISSIONS [--grades grades] [-j 2]   grade a class: one folder per student holding their notebooks
+    gradebook [--grades grades]                  merge the TAs' points into gradebook.csv again, running nothing
+    key                                          run the solution notebooks as a submission; write instructor/key.json
+    check-key                                    exit 1 when the key lacks a model test of the bank
+
+Stages: plan.py (read the class) -> rebuild.py and jobs.py (the release with each student's answers) -> run.py
+(sandboxed, on cluster.py's engine) -> score.py (the grader's own measurements) -> report.py (gradebook, feedback, TA
+pages). docs/instructors.md says what each protects against and what it does not.
+"""
+import argparse
+import datetime
+import hashlib
+import json
+import os
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+from . import bank, cluster, jobs, plan, report, sandbox, unsandboxed
+from .run import Settings
+
+ROOT = Path(__file__).resolve().parents[2]
+KEY = ROOT / "instructor" / "key.json"
+GRADER = Path(__file__).resolve().parent
+
+
+def key_version() -> str:
+    """A digest of everything that decides a grade: the grader's code, the bank, and the solution notebooks' cells."""
+    digest = hashlib.sha256()
+    for path in sorted(GRADER.rglob("*.py")) + sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb")):
+        text = path.read_text()
+        if path.suffix == ".ipynb":
+            text = json.dumps([c["source"] for c in json.loads(text)["cells"]])
+        digest.update(path.name.encode() + text.encode())
+    return digest.hexdigest()[:16]
+
+
+def read_key() -> dict:
+    try:
+        return json.loads(KEY.read_text())["models"]
+    except (OSError, KeyError, json.JSONDecodeError):
+        return {}
+
+
+def settings_from(args, key: dict) -> Settings:
+    sandboxed = not args.no_sandbox
+    if sandboxed and (problem := sandbox.problem()):
+        raise SystemExit(f"the grader's sandbox does not work here: {problem}\nFix that, or grade without isolation "
+                         "(opt-in, at your own risk; docs/instructors.md): make grade ... GRADE_ARGS=--no-sandbox")
+    if not sandboxed:
+        print("WARNING: --no-sandbox: submissions run with your rights and can read, write and connect to whatever "
+              "you can. The grader's files and the gradebook are protected only by being written last, after every "
+              "student process is dead.", file=sys.stderr)
+    if not sandboxed and args.jobs > 1:
+        print("WARNING: without the sandbox, notebooks are graded one at a time (-j 1).", file=sys.stderr)
+        args.jobs = 1
+    workers = max(1, args.jobs)
+    return Settings(mode="full" if getattr(args, "full", False) else "quick", cell_timeout=args.cell_timeout,
+                    notebook_timeout=args.timeout, sandboxed=sandboxed, key_version=key_version(), key=key,
+                    threads=max(1, (os.cpu_count() or 1) // workers))
+
+
+def grade(args) -> int:
+    submissions, grades = args.submissions.resolve(), args.grades.resolve()
+    if not submissions.is_dir():
+        raise SystemExit(f"SUBMISSIONS={submissions} is not a folder: give the folder that holds one folder per "
+                         "student")
+    if grades == ROOT or ROOT in grades.parents and grades.name in ("notebooks", "instructor", "helpers", "answers"):
+        raise SystemExit(f"--grades {grades} would write over the course's own files: choose another folder")
+    settings = settings_from(args, read_key())
+    students, skipped = plan.read_class(submissions, jobs.graded_notebooks())
+    if not students:
+        raise SystemExit(f"{submissions} holds no student folders")
+    for name in skipped:
+        print(f"skipped {name}: not a folder (each student's notebooks go in a folder of their own)", file=sys.stderr)
+    all_jobs = []
+    for student in students:
+        try:
+            all_jobs += jobs.jobs_for(student)
+        except Exception as error:        # one student's files never stop the class: named, that student unrun
+            student.problems.append(f"the grader could not read these notebooks ({type(error).__name__}); a TA "
+                                    "has the files")
+            student.notebooks = {}
+    print(f"grading {len(students)} student(s) in {submissions} ({settings.mode} settings, "
+          f"{'sandboxed' if settings.sandboxed else 'NO SANDBOX'}, {max(1, args.jobs)} at a time)", flush=True)
+    if settings.sandboxed:
+        results, ran = cluster.run_all(all_jobs, settings, grades / ".cache", workers=args.jobs)
+    else:
+        # without the sandbox a submission can write into grades/: it is put back, and no cached result is trusted
+        grades.mkdir(parents=True, exist_ok=True)
+        before = unsandboxed.Snapshot([grades])
+        with tempfile.TemporaryDirectory(prefix="dgm-cache-") as cache:
+            results, ran = cluster.run_all(all_jobs, settings, Path(cache), workers=1)
+        for line in before.restore():
+            print(f"WARNING: while submissions ran, grades/: {line}", file=sys.stderr)
+    sandbox.sweep(0)                     # the jobs' empty cgroups
+    by_job = {(r["slug"], r["notebook"]): r for r in results.values()}
+    for student in students:
+        for stem in jobs.graded_notebooks():
+            if (student.slug, stem) not in by_job:
+                by_job[(student.slug, stem)] = jobs.not_handed_in(student, stem)
+        by_job[(student.slug, jobs.graded_notebooks()[0])]["problems"] = (
+            student.problems + by_job[(student.slug, jobs.graded_notebooks()[0])]["problems"])
+    write_outputs(grades, by_job, settings, args.show_expected, submissions, ran, len(all_jobs))
+    return 0
+
+
+def write_outputs(grades: Path, by_job: dict, settings: Settings, show_expected: bool, submissions, ran: int,
+                  total: int) -> None:
+    """The executed copies, then every report: the last files written, once every job has ended."""
+    executed = grades / "executed"
+    if executed.exists():
+        shutil.rmtree(executed)
+    for (slug, stem), result in by_job.items():
+        if result.get("executed"):
+            report.write_text(executed / slug / f"{stem}.ipynb", json.dumps(result["executed"], indent=1))
+    results = {f"{slug}/{stem}": {k: v for k, v in r.items() if k != "executed"} for (slug, stem), r in by_job.items()}
+    details = {"when": datetime.datetime.now().astimezone().isoformat(timespec="seconds"), "mode": settings.mode,
+               "sandboxed": settings.sandboxed, "submissions": str(submissions), "key_version": settings.key_version,
+               "jobs": total, "ran": ran, "results": results}
+    report.write_reports(grades, results, jobs.manual_parts(), show_expected, details)
+    print(f"wrote {grades / 'gradebook.csv'}, feedback in {grades / 'feedback'}, TA pages in {grades / 'manual'} "
+          f"({ran} of {total} notebook(s) graded now, the rest from the cache)")
+
+
+def gradebook(args) -> int:
+    grades = args.grades.resolve()
+    try:
+        details = json.loads((grades / "details.json").read_text())
+    except (OSError, json.JSONDecodeError):
+        raise SystemExit(f"{grades / 'details.json'} is missing: run `make grade` first") from None
+    book = report.write_reports(grades, details["results"], jobs.manual_parts(), args.show_expected, details)
+    problems = [p for row in book.values() for p in row["problems"]]
+    for problem in problems:
+        print(f"manual-points.csv: {problem}", file=sys.stderr)
+    print(f"wrote {grades / 'gradebook.csv'} from the last grading and {grades / 'manual-points.csv'}")
+    return 1 if problems else 0
+
+
+def make_key(args) -> int:
+    """Grade the solution notebooks as a submission; the models they train give the key's reference values."""
+    with tempfile.TemporaryDirectory(prefix="dgm-key-") as tmp:
+        reference = Path(tmp) / "submissions" / "reference"
+        reference.mkdir(parents=True)
+        for stem in jobs.graded_notebooks():
+            shutil.copy(ROOT / "notebooks" / f"{stem}.ipynb", reference / f"{stem}.ipynb")
+        settings = settings_from(args, {})
+        students, _ = plan.read_class(reference.parent, jobs.graded_notebooks())
+        results, _ = cluster.run_all(jobs.jobs_for(students[0]), settings, Path(tmp) / "cache", workers=args.jobs)
+    measured = {name: value for r in results.values() for name, value in r.get("measured", {}).items()}
+    missing = [t.name for t in bank.tests() if isinstance(t, bank.ModelTest) and measured.get(t.name) is None]
+    if missing:
+        raise SystemExit(f"the solution notebooks trained no usable model for {', '.join(missing)}: see "
+                         "their quick run (DGM_MODE=quick make run on the notebook)")
+    KEY.write_text(json.dumps({"about": "Written by `make key`: each model test's value for the solution notebooks' "
+                                        "models in quick settings. A student's model must reach it within the test's "
+                                        "tolerance.", "models": {k: round(v, 6) for k, v in sorted(measured.items())}},
+                              indent=1) + "\n")
+    print(f"wrote {KEY.relative_to(ROOT)}: {len(measured)} model values")
+    return 0
+
+
+def check_key(args) -> int:
+    key = read_key()
+    missing = [t.name for t in bank.tests() if isinstance(t, bank.ModelTest) and t.name not in key]
+    print("\n".join(f"instructor/key.json has no value for the model test {m}: run `make key`" for m in missing)
+          or "instructor/key.json has a value for every model test")
+    return 1 if missing else 0
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m instructor.grader", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name in ("grade", "key"):
+        p = sub.add_parser(name)
+        if name == "grade":
+            p.add_argument("submissions", type=Path)
+            p.add_argument("--grades", type=Path, default=ROOT / "grades")
+            p.add_argument("--show-expected", action="store_true", help="the feedback shows the expected values")
+            p.add_argument("--full", action="store_true", help="full settings (hours per student on a CPU)")
+        p.add_argument("--jobs", "-j", type=int, default=1, help="notebooks at once (Dask workers)")
+        p.add_argument("--cell-timeout", type=float, default=600, help="seconds per cell")
+        p.add_argument("--timeout", type=float, default=1800, help="seconds per notebook")
+        p.add_argument("--no-sandbox", action="store_true", help="run submissions WITHOUT isolation (opt-in, loud)")
+    g = sub.add_parser("gradebook")
+    g.add_argument("--grades", type=Path, default=ROOT / "grades")
+    g.add_argument("--show-expected", action="store_true")
+    sub.add_parser("check-key")
+    args = parser.parse_args(argv)
+    return {"grade": grade, "gradebook": gradebook, "key": make_key, "check-key": check_key}[args.command](args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,113 @@
+"""The hidden tests: for each question id, what the grader itself runs on a student's answers (never released).
+
+A function test is a class with three static methods, registered with `@hidden_test(question, points)`:
+
+    inputs(rng) -> dict                fresh inputs, drawn outside the sandbox from the grader's seed for this student
+    probe(answers, inputs) -> dict     runs INSIDE the sandbox: calls the student's functions (`answers` is the module
+                                       exported from their notebook) and returns plain outputs: tensors, numbers,
+                                       strings, lists and dicts. Its source is all of the test that is sent there.
+    check(inputs, outputs, ref) -> str | None
+                                       outside: None when the answer is right, else what is wrong, in the grader's
+                                       words. `ref` holds the solution notebooks' own answer code (reference.py).
+
+A model test scores a model the student's notebook trained, with the grader's own code, against the reference run's
+figure in the key (`make key`): `@model_test(question, points, checkpoint=..., rule=..., tolerance=...)` on a class with
+`evaluate(path, ref, data) -> float`. The student's records are never read for points.
+
+The tests of a notebook live in the module of the same name as its answers (bank/kl_divergence.py tests
+answers/kl_divergence.py), or in modules that add a suffix to it (bank/vae_latent.py); `tests()` collects them all.
+"""
+import importlib
+import inspect
+import pkgutil
+import textwrap
+from dataclasses import dataclass
+
+NOTEBOOKS = {"ancestral_sampling": "01_ancestral_sampling", "latent_variable_models": "02_latent_variable_models",
+             "kl_divergence": "03_kl_divergence", "vae": "04_vae", "gan_theory": "05_gan_theory",
+             "gan_mnist": "06_gan_mnist", "backprop": "07_backprop"}
+
+
+@dataclass(frozen=True)
+class FunctionTest:
+    """One hidden test of a student's functions."""
+    question: str
+    notebook: str
+    name: str
+    points: float
+    description: str
+    inputs: object
+    probe: object
+    check: object
+    shared: tuple = ()       # plain functions the probe calls, sent with it into the sandbox
+
+    @property
+    def probe_source(self) -> str:
+        """The probe as the sandbox receives it: the shared functions, then a plain `def probe(answers, inputs)`."""
+        sources = [textwrap.dedent(inspect.getsource(f)) for f in (*self.shared, self.probe)]
+        return "\n\n".join("\n".join(line for line in s.split("\n") if not line.startswith("@")) for s in sources)
+
+
+@dataclass(frozen=True)
+class ModelTest:
+    """One evaluation, by the grader, of a model that the student's notebook trained and saved."""
+    question: str
+    notebook: str
+    name: str
+    points: float
+    description: str
+    checkpoint: str
+    rule: str            # "at_least" or "at_most" the key's value, with the tolerance
+    tolerance: str       # "0.05" (absolute) or "5%" (of the key's value)
+    evaluate: object
+
+    def bound(self, reference_value: float) -> float:
+        """The value a student's model must reach, from the reference run's."""
+        text = self.tolerance.strip()
+        margin = float(text[:-1]) / 100 * abs(reference_value) if text.endswith("%") else float(text)
+        return reference_value - margin if self.rule == "at_least" else reference_value + margin
+
+    def passes(self, value: float, reference_value: float) -> bool:
+        bound = self.bound(reference_value)
+        return value == value and (value >= bound if self.rule == "at_least" else value <= bound)
+
+
+def _notebook_of(module_name: str) -> str:
+    """The notebook a bank module tests: vae.py and vae_latent.py both test answers/vae.py."""
+    name = module_name.rsplit(".", 1)[-1]
+    return next(NOTEBOOKS[key] for key in NOTEBOOKS if name == key or name.startswith(f"{key}_"))
+
+
+def hidden_test(question: str, points: float, shared: tuple = ()):
+    """Register a class with inputs, probe and check as a function test of `question`; `shared` names plain
+    functions (of the bank module, using only torch and math) that its probe calls."""
+    def register(cls):
+        return FunctionTest(question, _notebook_of(cls.__module__), cls.__name__, float(points),
+                            " ".join((inspect.getdoc(cls) or cls.__name__).split()), cls.inputs, cls.probe, cls.check,
+                            tuple(shared))
+    return register
+
+
+def model_test(question: str, points: float, *, checkpoint: str, rule: str, tolerance: str):
+    """Register a class with evaluate as a model test of `question`."""
+    if rule not in ("at_least", "at_most"):
+        raise ValueError(f"rule {rule!r}: use 'at_least' or 'at_most'")
+
+    def register(cls):
+        return ModelTest(question, _notebook_of(cls.__module__), cls.__name__, float(points),
+                         " ".join((inspect.getdoc(cls) or cls.__name__).split()), checkpoint, rule, tolerance,
+                         cls.evaluate)
+    return register
+
+
+def modules(notebook: str | None = None) -> list:
+    """The bank modules that hold tests, in name order; only one notebook's with `notebook`."""
+    names = sorted(i.name for i in pkgutil.iter_modules(__path__))
+    return [importlib.import_module(f"{__name__}.{name}") for name in names
+            if any(name == key or name.startswith(f"{key}_") for key in NOTEBOOKS)
+            and notebook in (None, _notebook_of(name))]
+
+
+def tests(notebook: str | None = None) -> list:
+    """Every registered test, in module then definition order; only one notebook's with `notebook`."""
+    return [v for module in modules(notebook) for v in vars(module).values() if isinstance(v, FunctionTest | ModelTest)]

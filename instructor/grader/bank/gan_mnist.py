@@ -1,0 +1,229 @@
+"""Hidden tests of notebook 06, the GAN on MNIST: the two losses against their definitions at fresh logits, one training
+step against an autograd replay, and the generator the notebook trained, measured with the grader's classifier."""
+import torch
+import torch.nn.functional as F
+
+from . import hidden_test, model_test
+from .compare import DETAIL, compare, finite_number
+
+
+def _log_d(logits):
+    """log D = log sigmoid(s) in double precision, from the logits (never from a rounded probability)."""
+    return F.logsigmoid(torch.as_tensor(logits, dtype=torch.float64))
+
+
+@hidden_test("C4", points=2)
+class DiscriminatorLoss:
+    """`discriminator_loss` against minus D's objective at fresh logits of real and generated batches of other sizes"""
+
+    @staticmethod
+    def inputs(rng):
+        return {"logits_real": 3 * torch.randn(37, generator=rng, dtype=torch.float64),
+                "logits_fake": 3 * torch.randn(23, generator=rng, dtype=torch.float64)}
+
+    @staticmethod
+    def probe(answers, inputs):
+        return {"loss": answers.discriminator_loss(inputs["logits_real"], inputs["logits_fake"])}
+
+    @staticmethod
+    def check(inputs, outputs, ref):
+        real, fake = inputs["logits_real"], inputs["logits_fake"]
+        expected = -(_log_d(real).mean() + _log_d(-fake).mean())       # log(1 - sigmoid(s)) = log sigmoid(-s)
+        wrong = compare(outputs["loss"], expected, "the discriminator's loss", rtol=1e-6)
+        if wrong:
+            swapped = -(_log_d(-real).mean() + _log_d(fake).mean())
+            if compare(outputs["loss"], swapped, "", rtol=1e-6) is None:
+                return wrong.replace(DETAIL, " (it treats the generated images as the real ones)" + DETAIL)
+            if compare(outputs["loss"], expected / 2, "", rtol=1e-6) is None:
+                hint = " (it is half the loss: the two averages are added, not averaged)"
+                return wrong.replace(DETAIL, hint + DETAIL)
+        return wrong
+
+
+@hidden_test("C4", points=2)
+class GeneratorLoss:
+    """`generator_loss` and its gradient at fresh logits against the non-saturating loss's definition"""
+
+    @staticmethod
+    def inputs(rng):
+        return {"logits_fake": 3 * torch.randn(29, generator=rng, dtype=torch.float64)}
+
+    @staticmethod
+    def probe(answers, inputs):
+        logits = inputs["logits_fake"].clone().requires_grad_(True)
+        loss = answers.generator_loss(logits)
+        (gradient,) = torch.autograd.grad(loss, logits)
+        return {"loss": loss, "gradient": gradient}
+
+    @staticmethod
+    def check(inputs, outputs, ref):
+        logits = inputs["logits_fake"].clone().requires_grad_(True)
+        expected = -_log_d(logits).mean()
+        (gradient,) = torch.autograd.grad(expected, logits)
+        wrong = compare(outputs["loss"], expected.detach(), "the generator's loss", rtol=1e-6)
+        if wrong and compare(outputs["loss"], _log_d(-logits).mean().detach(), "", rtol=1e-6) is None:
+            return wrong.replace(DETAIL, " (it is the saturating loss, not the non-saturating one)" + DETAIL)
+        return wrong or compare(outputs["gradient"], gradient, "the gradient of the generator's loss", rtol=1e-6)
+
+
+@hidden_test("C4", points=1)
+class LossesAtConfidentLogits:
+    """both losses in float32 at fresh logits where D is confident (sigmoid rounds to 0 or 1): finite and accurate"""
+
+    @staticmethod
+    def inputs(rng):
+        def magnitude(n, low, high):
+            return low + (high - low) * torch.rand(n, generator=rng)
+        return {"logits_real": -magnitude(8, 20.0, 60.0),       # D sure that real digits are fake
+                "logits_fake": magnitude(8, 20.0, 60.0),        # D fooled, and sure of it
+                "logits_fake_g": -magnitude(8, 90.0, 130.0)}    # D sure that generated digits are fake
+
+    @staticmethod
+    def probe(answers, inputs):
+        return {"loss_d": answers.discriminator_loss(inputs["logits_real"], inputs["logits_fake"]),
+                "loss_g": answers.generator_loss(inputs["logits_fake_g"])}
+
+    @staticmethod
+    def check(inputs, outputs, ref):
+        expected_d = -(_log_d(inputs["logits_real"]).mean() + _log_d(-inputs["logits_fake"]).mean())
+        expected_g = -_log_d(inputs["logits_fake_g"]).mean()
+        for name, got, expected in (("discriminator_loss", outputs["loss_d"], expected_d),
+                                    ("generator_loss", outputs["loss_g"], expected_g)):
+            value = finite_number(got)
+            if value is None:
+                return f"{name} is not one finite number at float32 logits where D is confident (tens of units)"
+            wrong = compare(value, expected, f"{name} at float32 logits where D is confident", rtol=1e-5)
+            if wrong:
+                return wrong
+        return None
+
+
+STEP_LATENT, STEP_HIDDEN_G, STEP_HIDDEN_D, STEP_BATCH = 6, 24, 16, 20     # the probe of GanStep writes them out
+
+
+def step_players(g_vector=None, d_vector=None):
+    """GanStep's small G (an MLP with a tanh output) and D (an MLP to one logit), in double precision."""
+    g = torch.nn.Sequential(torch.nn.Linear(STEP_LATENT, STEP_HIDDEN_G), torch.nn.Tanh(),
+                            torch.nn.Linear(STEP_HIDDEN_G, 784), torch.nn.Tanh()).double()
+    d = torch.nn.Sequential(torch.nn.Linear(784, STEP_HIDDEN_D), torch.nn.LeakyReLU(0.2),
+                            torch.nn.Linear(STEP_HIDDEN_D, 1), torch.nn.Flatten(0)).double()
+    if g_vector is not None:
+        torch.nn.utils.vector_to_parameters(g_vector.clone(), g.parameters())
+        torch.nn.utils.vector_to_parameters(d_vector.clone(), d.parameters())
+    return g, d
+
+
+def _step_loss_d(real, fake):
+    """The stand-in of GanStep for D's loss (least squares, asymmetric in its arguments): not the answer."""
+    return (real - 1).square().mean() + 0.5 * (fake + 1).square().mean()
+
+
+def _step_loss_g(fake):
+    """The stand-in of GanStep for G's loss: not the answer."""
+    return (fake - 1).square().mean() + 0.1 * fake.mean()
+
+
+@hidden_test("C4", points=3)
+class GanStep:
+    """one `gan_step` of a small G and D against an autograd replay: D's update on both batches, then G's through the
+    updated D, each changing only its own player and reading translated images (with the grader's stand-ins for the
+    losses and `translate`, so that only the step is tested)"""
+
+    @staticmethod
+    def inputs(rng):
+        g, d = step_players()
+        n_g, n_d = sum(p.numel() for p in g.parameters()), sum(p.numel() for p in d.parameters())
+        return {"real": 2 * torch.rand(STEP_BATCH, 784, generator=rng, dtype=torch.float64) - 1,
+                "g": 0.2 * torch.randn(n_g, generator=rng, dtype=torch.float64),
+                "d": 0.05 * torch.randn(n_d, generator=rng, dtype=torch.float64),
+                "stale_g": torch.randn(n_g, generator=rng, dtype=torch.float64),
+                "stale_d": torch.randn(n_d, generator=rng, dtype=torch.float64),
+                "seed": int(torch.randint(0, 2**31 - 1, (1,), generator=rng)),
+                "lr_g": 0.07, "lr_d": 0.03, "max_shift": 1}
+
+    @staticmethod
+    def probe(answers, inputs):
+        import torch
+        from torch import nn
+
+        g = nn.Sequential(nn.Linear(6, 24), nn.Tanh(), nn.Linear(24, 784), nn.Tanh()).double()
+        d = nn.Sequential(nn.Linear(784, 16), nn.LeakyReLU(0.2), nn.Linear(16, 1), nn.Flatten(0)).double()
+        g.latent_dim = 6
+        for model, weights, stale in ((g, inputs["g"], inputs["stale_g"]), (d, inputs["d"], inputs["stale_d"])):
+            nn.utils.vector_to_parameters(weights.clone(), model.parameters())
+            start = 0
+            for p in model.parameters():       # gradients an earlier step left behind
+                p.grad = stale[start:start + p.numel()].view_as(p).clone()
+                start += p.numel()
+        opt_g = torch.optim.SGD(g.parameters(), lr=inputs["lr_g"])
+        opt_d = torch.optim.SGD(d.parameters(), lr=inputs["lr_d"])
+        # stand-ins of the grader's for the losses and the translation: deterministic, and not the answers
+        originals = {name: getattr(answers, name) for name in ("discriminator_loss", "generator_loss", "translate")}
+        answers.discriminator_loss = lambda real, fake: (real - 1).square().mean() + 0.5 * (fake + 1).square().mean()
+        answers.generator_loss = lambda fake: (fake - 1).square().mean() + 0.1 * fake.mean()
+        answers.translate = lambda images, max_shift=2: torch.roll(images, shifts=29 * max_shift, dims=-1)
+        try:
+            torch.manual_seed(inputs["seed"])
+            stats = answers.gan_step(g, d, opt_g, opt_d, inputs["real"], max_shift=inputs["max_shift"])
+        finally:
+            for name, function in originals.items():
+                setattr(answers, name, function)
+        return {"g": nn.utils.parameters_to_vector(g.parameters()).detach(),
+                "d": nn.utils.parameters_to_vector(d.parameters()).detach(), "stats": stats}
+
+    @staticmethod
+    def check(inputs, outputs, ref):
+        def shift(images):
+            return torch.roll(images, shifts=29 * inputs["max_shift"], dims=-1)
+
+        g, d = step_players(inputs["g"], inputs["d"])
+        z = torch.randn(len(inputs["real"]), STEP_LATENT, dtype=torch.float64,
+                        generator=torch.Generator().manual_seed(inputs["seed"]))
+        fake = g(z)
+        logits_real, logits_fake = d(shift(inputs["real"])), d(shift(fake.detach()))
+        first = _step_loss_d(logits_real, logits_fake)
+        grads = torch.autograd.grad(first, list(d.parameters()))
+        with torch.no_grad():
+            for p, grad in zip(d.parameters(), grads):
+                p -= inputs["lr_d"] * grad
+        second = _step_loss_g(d(shift(fake)))
+        grads = torch.autograd.grad(second, list(g.parameters()))
+        with torch.no_grad():
+            for p, grad in zip(g.parameters(), grads):
+                p -= inputs["lr_g"] * grad
+        expected_g = torch.nn.utils.parameters_to_vector(g.parameters()).detach()
+        expected_d = torch.nn.utils.parameters_to_vector(d.parameters()).detach()
+        if compare(outputs["d"], inputs["d"], "", rtol=0, atol=0) is None:
+            return "D's update left D unchanged"
+        wrong = compare(outputs["d"], expected_d, "D's weights after the step", rtol=1e-8, atol=1e-10)
+        if wrong:
+            return wrong
+        if compare(outputs["g"], inputs["g"], "", rtol=0, atol=0) is None:
+            return "G's update left G unchanged"
+        wrong = compare(outputs["g"], expected_g, "G's weights after the step", rtol=1e-8, atol=1e-10)
+        if wrong:
+            return wrong
+        expected_stats = torch.stack([first.detach(), second.detach(), torch.sigmoid(logits_real).mean().detach(),
+                                      torch.sigmoid(logits_fake).mean().detach()])
+        return compare(outputs["stats"], expected_stats, "the returned [loss_D, loss_G, mean D(x), mean D(G(z))]",
+                       rtol=1e-8, atol=1e-10)
+
+
+@model_test("C4", points=4, checkpoint="gan_generator.pt", rule="at_most", tolerance="50%")
+class GeneratorFrechetDistance:
+    """the Fréchet distance of 1,000 samples of the generator your notebook saved to the test digits, in the features
+    of the grader's own classifier (lower is better)"""
+
+    @staticmethod
+    def evaluate(path, ref, data):
+        from helpers import ROOT, ConvGenerator, load_checkpoint, load_model
+        from helpers.checkpoints import restore
+        from helpers.measures import gaussian_frechet_distance
+
+        generator = ConvGenerator(latent_dim=64, channels=(64, 32))
+        restore(generator, load_checkpoint(path, "ConvGenerator", generator.config), path).eval()
+        classifier = load_model(ROOT / "checkpoints" / "digit_classifier.pt")
+        test_x = (data.test_x if hasattr(data, "test_x") else data["test_x"]).cpu()
+        samples = generator.sample(1000, rng=torch.Generator().manual_seed(2024))
+        with torch.no_grad():
+            return gaussian_frechet_distance(classifier.features(samples), classifier.features(test_x))

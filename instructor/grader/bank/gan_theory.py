@@ -1,0 +1,191 @@
+"""Hidden tests of notebook 05, GAN theory, first part: the value function, the optimal discriminator, the value at
+the optimum and the non-saturating criterion, each against an independent formula on fresh inputs (the hand-derived
+gradients are in gan_theory_gradients.py).
+
+Answers that call another question's functions (C3d and A17 may call C3b-C3d) are run a second time with stand-ins in
+place of those functions, and pass when either run is right: a wrong answer elsewhere never costs these questions their
+points.
+"""
+import math
+
+import torch
+import torch.nn.functional as F
+
+from . import hidden_test
+from .compare import compare
+from .stand_ins import call_with_stand_ins
+
+DOUBLE = torch.float64
+
+
+@hidden_test("C3a", points=1)
+class GanValue:
+    """`gan_value` on fresh samples and a fresh logistic D and affine G, against the log-likelihood of the labels"""
+
+    @staticmethod
+    def inputs(rng):
+        return {"x_real": 1.0 + torch.randn(300, generator=rng, dtype=DOUBLE),
+                "z": torch.randn(200, generator=rng, dtype=DOUBLE),
+                "d": torch.randn(2, generator=rng, dtype=DOUBLE), "g": 0.5 + torch.rand(2, generator=rng, dtype=DOUBLE)}
+
+    @staticmethod
+    def probe(answers, inputs):
+        d, g = inputs["d"], inputs["g"]
+        value = answers.gan_value(lambda x: torch.sigmoid(d[0] + d[1] * x), lambda z: g[0] + g[1] * z,
+                                  inputs["x_real"], inputs["z"])
+        return {"value": value}
+
+    @staticmethod
+    def check(inputs, outputs, ref):
+        d, g = inputs["d"], inputs["g"]
+        fake = g[0] + g[1] * inputs["z"]
+        expected = F.logsigmoid(d[0] + d[1] * inputs["x_real"]).mean() + F.logsigmoid(-(d[0] + d[1] * fake)).mean()
+        return compare(outputs["value"], expected, "V(D, G) from samples", rtol=1e-6)
+
+
+@hidden_test("C3b", points=1)
+class ValueOnGrid:
+    """`value_on_grid` on fresh grid values of D, p_data and p_G and a fresh spacing, against the Riemann sum"""
+
+    @staticmethod
+    def inputs(rng):
+        return {"d": 0.02 + 0.96 * torch.rand(400, generator=rng, dtype=DOUBLE),
+                "p_data": torch.rand(400, generator=rng, dtype=DOUBLE),
+                "p_model": 2 * torch.rand(400, generator=rng, dtype=DOUBLE),
+                "dx": 0.01 + 0.05 * torch.rand((), generator=rng, dtype=DOUBLE).item()}
+
+    @staticmethod
+    def probe(answers, inputs):
+        return {"value": answers.value_on_grid(inputs["d"], inputs["p_data"], inputs["p_model"], inputs["dx"])}
+
+    @staticmethod
+    def check(inputs, outputs, ref):
+        d = inputs["d"]
+        expected = sum(pd * math.log(v) + pm * math.log(1 - v) for v, pd, pm in
+                       zip(d.tolist(), inputs["p_data"].tolist(), inputs["p_model"].tolist())) * inputs["dx"]
+        return compare(outputs["value"], expected, "V(D, G) on the grid", rtol=1e-6)
+
+
+@hidden_test("C3c", points=1)
+class OptimalDiscriminator:
+    """`optimal_discriminator` on fresh density values, against the pointwise maximiser of the integrand"""
+
+    @staticmethod
+    def inputs(rng):
+        return {"p_data": torch.rand(500, generator=rng, dtype=DOUBLE) * 2,
+                "p_model": torch.rand(500, generator=rng, dtype=DOUBLE)}
+
+    @staticmethod
+    def probe(answers, inputs):
+        return {"d": answers.optimal_discriminator(inputs["p_data"], inputs["p_model"])}
+
+    @staticmethod
+    def check(inputs, outputs, ref):
+        # logit D* = log p_data - log p_G: where a log y + b log(1 - y) has zero derivative in the logit
+        expected = torch.sigmoid(inputs["p_data"].log() - inputs["p_model"].log())
+        return compare(outputs["d"], expected, "D*", rtol=1e-9)
+
+
+def _grid_pairs(rng, count, zeros=False):
+    """`count` pairs of normalised densities (two-component Gaussian mixtures) on a grid; with zeros, p_model is 0
+    beyond a fresh cut-off."""
+    x = torch.linspace(-9, 9, 1801, dtype=DOUBLE)
+    dx = (x[1] - x[0]).item()
+    pairs = []
+    for k in range(count):
+        densities = []
+        for _ in range(2):
+            means = 4 * torch.rand(2, generator=rng, dtype=DOUBLE) - 2
+            spreads = 0.5 + torch.rand(2, generator=rng, dtype=DOUBLE)
+            weight = 0.2 + 0.6 * torch.rand((), generator=rng, dtype=DOUBLE)
+            p = (weight * torch.exp(-0.5 * ((x - means[0]) / spreads[0]) ** 2) / spreads[0]
+                 + (1 - weight) * torch.exp(-0.5 * ((x - means[1]) / spreads[1]) ** 2) / spreads[1])
+            densities.append(p)
+        p_data, p_model = densities
+        if zeros and k == 0:
+            p_model = torch.where(x < 3 * torch.rand((), generator=rng, dtype=DOUBLE), p_model, torch.zeros_like(x))
+        pairs.append({"p_data": p_data / (p_data.sum() * dx), "p_model": p_model / (p_model.sum() * dx)})
+    return pairs, dx
+
+
+def _entropy(p, dx):
+    return -(torch.special.xlogy(p, p) * dx).sum()
+
+
+def _two_jsd(p, q, dx):
+    """2 JSD(p || q) as 2 H((p + q) / 2) - H(p) - H(q): no KL involved."""
+    return 2 * _entropy((p + q) / 2, dx) - _entropy(p, dx) - _entropy(q, dx)
+
+
+@hidden_test("C3d", points=1, shared=(call_with_stand_ins,))
+class ValueAtOptimalDiscriminator:
+    """`value_at_optimal_discriminator` on fresh pairs of densities (and p_G = p_data), against the grader's own
+    route"""
+
+    @staticmethod
+    def inputs(rng):
+        pairs, dx = _grid_pairs(rng, 3)
+        pairs.append({"p_data": pairs[0]["p_data"], "p_model": pairs[0]["p_data"]})
+        for pair in pairs:       # what C3b's and C3c's functions give for this pair: the stand-ins return them
+            pair["d_star"] = pair["p_data"] / (pair["p_data"] + pair["p_model"])
+            pair["value"] = (-math.log(4) + _two_jsd(pair["p_data"], pair["p_model"], dx)).item()
+        return {"pairs": pairs, "dx": dx}
+
+    @staticmethod
+    def probe(answers, inputs):
+        values = []
+        for pair in inputs["pairs"]:
+            def optimal_discriminator(p, q, pair=pair):
+                return pair["d_star"] if p is pair["p_data"] else 1 - pair["d_star"]
+
+            def value_on_grid(d, p, q, dx, pair=pair):
+                return torch.tensor(pair["value"], dtype=torch.float64)
+
+            stand_ins = {"optimal_discriminator": optimal_discriminator, "value_on_grid": value_on_grid}
+            values.append(call_with_stand_ins(answers, "value_at_optimal_discriminator", stand_ins, pair["p_data"],
+                                              pair["p_model"], inputs["dx"]))
+        return {"values": [float(v) for v in values]}
+
+    @staticmethod
+    def check(inputs, outputs, ref):
+        expected = [pair["value"] for pair in inputs["pairs"]]
+        return compare(outputs["values"], expected, "C(G) for four pairs of densities", rtol=1e-6)
+
+
+@hidden_test("A17", points=2, shared=(call_with_stand_ins,))
+class NonSaturatingCriterion:
+    """`non_saturating_criterion` on fresh pairs of densities (one with p_G = 0 on part of the grid), against the
+    grader's own route"""
+
+    @staticmethod
+    def inputs(rng):
+        pairs, dx = _grid_pairs(rng, 3, zeros=True)
+        for pair in pairs:       # what C3c's and C3d's functions give for this pair: the stand-ins return them
+            pair["d_star"] = pair["p_data"] / (pair["p_data"] + pair["p_model"])
+            pair["value"] = (-math.log(4) + _two_jsd(pair["p_data"], pair["p_model"], dx)).item()
+        return {"pairs": pairs, "dx": dx}
+
+    @staticmethod
+    def probe(answers, inputs):
+        values = []
+        for pair in inputs["pairs"]:
+            def optimal_discriminator(p, q, pair=pair):
+                return pair["d_star"] if p is pair["p_data"] else 1 - pair["d_star"]
+
+            def value_at_optimal_discriminator(p, q, dx, pair=pair):
+                return torch.tensor(pair["value"], dtype=torch.float64)
+
+            stand_ins = {"optimal_discriminator": optimal_discriminator,
+                         "value_at_optimal_discriminator": value_at_optimal_discriminator}
+            values.append(call_with_stand_ins(answers, "non_saturating_criterion", stand_ins, pair["p_data"],
+                                              pair["p_model"], inputs["dx"]))
+        return {"values": [float(v) for v in values]}
+
+    @staticmethod
+    def check(inputs, outputs, ref):
+        dx, expected = inputs["dx"], []
+        for pair in inputs["pairs"]:
+            p, q = pair["p_data"], pair["p_model"]
+            reverse_kl = -_entropy(q, dx) - (torch.special.xlogy(q, p) * dx).sum()
+            expected.append((reverse_kl - _two_jsd(p, q, dx)).item())
+        return compare(outputs["values"], expected, "the criterion for three pairs of densities", rtol=1e-6)

@@ -1,0 +1,152 @@
+"""Where the jobs run: here, one after the other, or as tasks of a Dask distributed cluster.
+
+One task per student and notebook. A student's notebooks need nothing from each other at run time (the answers that
+notebook 04 imports from 02 and 03 are exported before any task starts), so the tasks are independent. The cluster
+is a LocalCluster of `workers` processes by default, the scheduler at DASK_SCHEDULER (tcp://host:8786) when that is
+set, or, with DASK_CLUSTER=slurm or kubernetes, workers that dask-jobqueue or dask-kubernetes start (their settings
+come from Dask's own configuration files; docs/instructors.md shows both). Every worker runs from a copy of this
+repository with its .venv, the same sandbox around each job.
+
+A result is stored in the cache folder as soon as it arrives, keyed on what decides it (the rebuilt notebook, the
+answers it imports, the key): a grader killed halfway resumes where it stopped, and a late submission grades alone.
+Dask runs a task again elsewhere when its worker dies, and a result counts once per job whatever ran it.
+"""
+import json
+import os
+import time
+from pathlib import Path
+
+from tqdm.auto import tqdm
+
+from .run import Job, Settings, run_job
+
+
+def cached(cache: Path, key: str) -> dict | None:
+    path = cache / f"{key}.json"
+    try:
+        return json.loads(path.read_text()) if path.is_file() else None
+    except (OSError, json.JSONDecodeError):
+        return None
+
+
+def store(cache: Path, key: str, result: dict) -> None:
+    cache.mkdir(parents=True, exist_ok=True)
+    tmp = cache / f".{key}.tmp"
+    tmp.write_text(json.dumps(result))
+    os.replace(tmp, cache / f"{key}.json")
+
+
+def failed(job: Job, error: BaseException) -> dict:
+    """The result of a job the grader could not run (never a student's points): every test 0, the cause named."""
+    from .jobs import not_handed_in
+    from .plan import Student
+
+    result = not_handed_in(Student(job.student, job.slug, Path(".")), job.notebook)
+    result.update(status="crash", status_message=f"the grader could not run this notebook ({type(error).__name__})",
+                  written=job.written, problems=job.problems, grader_failure=True)
+    for verdict in result["verdicts"]:
+        verdict["message"] = "not graded: the grader failed on this notebook (the instructor has been told)"
+    return result
+
+
+def slurm_cluster():
+    """Workers as Slurm jobs (dask-jobqueue): cores, memory, walltime and the job script's prologue (`cd` to the
+    repository, activate its .venv) come from Dask's configuration, ~/.config/dask/jobqueue.yaml."""
+    from dask_jobqueue import SLURMCluster
+
+    return SLURMCluster()
+
+
+def kubernetes_spec(workers: int) -> dict:
+    """The dask-kubernetes operator's cluster spec: `workers` pods of the image set in Dask's configuration
+    (`kubernetes.image`), which holds this repository, its .venv and bubblewrap."""
+    import dask.config
+    from dask_kubernetes.operator import make_cluster_spec
+
+    image = dask.config.get("kubernetes.image", default=None)
+    if not image:
+        raise SystemExit("DASK_CLUSTER=kubernetes needs the grader's image: set kubernetes.image in Dask's "
+                         "configuration (~/.config/dask/kubernetes.yaml), docs/instructors.md section 5")
+    return make_cluster_spec(name="dgm-grader", image=image, n_workers=workers)
+
+
+def client_for(workers: int):
+    """A Dask client: to DASK_SCHEDULER, to a Slurm or Kubernetes cluster (DASK_CLUSTER), or to a LocalCluster."""
+    from dask.distributed import Client, LocalCluster
+
+    address, kind = os.environ.get("DASK_SCHEDULER"), os.environ.get("DASK_CLUSTER", "local")
+    if address:
+        return Client(address)
+    if kind == "slurm":
+        cluster = slurm_cluster()
+        cluster.scale(jobs=workers)
+        return Client(cluster)
+    if kind == "kubernetes":
+        from dask_kubernetes.operator import KubeCluster
+
+        return Client(KubeCluster(custom_cluster_spec=kubernetes_spec(workers)))
+    # one single-threaded process per worker: a job's own threads are set by Settings.threads
+    # the dashboard lists students' names: it listens on this machine only
+    return Client(LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
+                               dashboard_address="127.0.0.1:0"))
+
+
+def run_all(jobs: list, settings: Settings, cache: Path, workers: int = 1, report=print) -> tuple:
+    """(job key -> result, how many ran now) for every job, from the cache or run; a progress bar meanwhile."""
+    keys = {job_key(job, settings): job for job in jobs}
+    if len(keys) != len(jobs):
+        raise RuntimeError("two jobs share a cache key: every job names its student and notebook, so this is a bug")
+    results = {k: r for k in keys if (r := cached(cache, k)) is not None}
+    pending = {k: j for k, j in keys.items() if k not in results}
+    report(f"{len(jobs)} job(s): {len(results)} from the cache, {len(pending)} to run "
+           f"({len({j.student for j in pending.values()})} student(s))")
+    if not pending:
+        return results, 0
+    bar = tqdm(total=len(pending), unit="notebook", desc="grading", dynamic_ncols=True)
+    failures = 0
+
+    def arrived(key: str, result: dict) -> None:
+        nonlocal failures
+        failures += result["status"] == "crash"
+        results[key] = result
+        if not result.get("grader_failure"):           # the grader's own failure is tried again next time
+            store(cache, key, result)
+        bar.set_postfix(failed=failures, refresh=False)
+        bar.update()
+
+    on_dask = workers > 1 or os.environ.get("DASK_SCHEDULER") or os.environ.get("DASK_CLUSTER", "local") != "local" \
+        or os.environ.get("DGM_FORCE_DASK")            # make bench times a one-worker cluster against this route
+    if not on_dask:
+        for key, job in pending.items():
+            try:
+                arrived(key, run_job(job, settings))
+            except Exception as error:          # a bug of the grader on one notebook never stops the class
+                arrived(key, failed(job, error))
+    else:
+        from dask.distributed import as_completed
+
+        with client_for(workers) as client:
+            report(f"Dask dashboard: {client.dashboard_link}")
+            futures = {client.submit(run_job, job, settings, key=f"grade-{key}", pure=False): key
+                       for key, job in pending.items()}
+            for future in as_completed(futures):
+                key = futures[future]
+                try:
+                    arrived(key, future.result())
+                except Exception as error:      # KilledWorker after repeated deaths, or a grader bug
+                    arrived(key, failed(pending[key], error))
+    bar.close()
+    return results, len(pending)
+
+
+def job_key(job: Job, settings: Settings) -> str:
+    return job.cache_key(settings)
+
+
+def wait_for_workers(client, count: int, timeout: float = 60) -> None:
+    """Block until `count` workers have joined (a scheduler started by hand starts empty)."""
+    deadline = time.monotonic() + timeout
+    while len(client.scheduler_info()["workers"]) < count:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"fewer than {count} Dask workers joined within {timeout:g} s")
+        time.sleep(0.2)

@@ -1,0 +1,98 @@
+"""Runs the probes of the hidden tests on a student's answer module: the only grading code that runs in the sandbox.
+
+    python probes.py <job.pt> <outputs folder>
+
+job.pt (written by the grader, read with torch.load(weights_only=True)) holds the module to test, the folder its file
+lies in, and for each test its name, the source of its probe and its inputs. For each test this writes
+`<name>.started`, then `<name>.pt` with {"outputs": ...} or {"error": ...}. What a probe returns is only data: the
+grader checks it outside, against its own reference, so nothing written here can award a point by itself.
+This file imports nothing of the grader's: the sandbox sees it, the checks and the reference stay outside.
+"""
+import importlib
+import math
+import os
+import signal
+import sys
+import traceback
+from pathlib import Path
+
+import torch
+
+PER_TEST_SECONDS = 120
+
+
+class ProbeTimeout(Exception):
+    """A probe ran past its time."""
+
+
+def _alarm(signum, frame):
+    raise ProbeTimeout("the test ran out of time")
+
+
+def plain(value, depth: int = 0):
+    """The outputs as data torch.load(weights_only=True) reads back: tensors, numbers, strings, lists, dicts."""
+    if depth > 8:
+        raise TypeError("outputs nested too deeply")
+    if isinstance(value, torch.Tensor):
+        return value.detach().cpu().clone(memory_format=torch.contiguous_format)   # the grader reads only dense tensors
+    if isinstance(value, bool | int | float | str) or value is None:
+        return value
+    if isinstance(value, dict):
+        return {str(k): plain(v, depth + 1) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [plain(v, depth + 1) for v in value]
+    if hasattr(value, "item") and hasattr(value, "dtype"):       # numpy scalars and arrays
+        return torch.as_tensor(value)
+    raise TypeError(f"a {type(value).__name__} is not a plain output")
+
+
+def where_raised(error: BaseException, module_file: str) -> str:
+    """'answer' when the innermost frame of the error is in the student's module, else 'elsewhere'."""
+    frames = traceback.extract_tb(error.__traceback__)
+    inside = [f for f in frames if os.path.abspath(f.filename) == os.path.abspath(module_file)]
+    return "answer" if inside else "elsewhere"
+
+
+def write(path: Path, payload: dict) -> None:
+    tmp = path.with_suffix(".tmp")
+    torch.save(payload, tmp)
+    os.replace(tmp, path)
+
+
+def run_test(module, test: dict) -> dict:
+    """{"outputs": ...} or {"error": ..., "where": ...} for one test."""
+    namespace = {"torch": torch, "math": math}
+    try:
+        exec(compile(test["source"], f"<probe {test['name']}>", "exec"), namespace)
+        signal.alarm(int(test.get("seconds", PER_TEST_SECONDS)))
+        try:
+            outputs = namespace["probe"](module, test["inputs"])
+        finally:
+            signal.alarm(0)
+        return {"outputs": plain(outputs)}
+    except BaseException as error:           # a probe must report, whatever the answer raised (SystemExit too)
+        if isinstance(error, KeyboardInterrupt):
+            raise
+        return {"error": f"{type(error).__name__}: {str(error)[:300]}",
+                "where": where_raised(error, getattr(module, "__file__", "") or "")}
+
+
+def run(job_file: Path, out: Path) -> None:
+    job = torch.load(job_file, map_location="cpu", weights_only=True)
+    sys.path.insert(0, job["path"])
+    signal.signal(signal.SIGALRM, _alarm)
+    torch.manual_seed(0)
+    try:
+        module = importlib.import_module(f"answers.{job['module']}")
+    except BaseException as error:
+        failure = {"error": f"{type(error).__name__}: {str(error)[:300]}", "where": "import"}
+        for test in job["tests"]:
+            write(out / f"{test['name']}.pt", failure)
+        return
+    for test in job["tests"]:
+        (out / f"{test['name']}.started").touch()
+        write(out / f"{test['name']}.pt", run_test(module, test))
+
+
+if __name__ == "__main__":
+    run(Path(sys.argv[1]), Path(sys.argv[2]))

@@ -1,0 +1,225 @@
+"""Stage 4 of grading: what the grader measured, written for people: the gradebook, each student's feedback, the
+pages where TAs read the written answers side by side, and the sheet of their points.
+
+Nothing here reads a submission: only the jobs' results (plain data) and the TAs' sheet. Every file is written
+atomically, after every job has ended. The TAs' sheet, grades/manual-points.csv, keeps the points already entered:
+`make grade` adds rows for new students and parts, `make gradebook` merges the sheet into gradebook.csv again
+without running anything (nbgrader's manual grading, in a spreadsheet instead of the formgrader).
+"""
+import base64
+import csv
+import html
+import io
+import json
+import os
+import tempfile
+from pathlib import Path
+
+from instructor import questions
+
+SHEET_FIELDS = ["student", "notebook", "part", "question", "max_points", "points", "comment"]
+PNG = b"\x89PNG\r\n\x1a\n"
+MAXIMUM = "maximum/"        # the gradebook's row of maxima: no folder name can end in a slash
+FORMULA = ("=", "+", "-", "@", "\t", "\r")
+
+
+def cell(text: str) -> str:
+    """A spreadsheet cell that stays text: a leading quote disarms what a spreadsheet would run as a formula (a
+    student's folder named `=HYPERLINK(...)`, say); read_sheet takes it off again."""
+    return f"'{text}" if str(text).startswith(FORMULA) else str(text)
+
+
+def uncell(text: str) -> str:
+    return text[1:] if text.startswith("'") and text[1:].startswith(FORMULA) else text
+
+
+def write_text(path: Path, text: str) -> None:
+    """Write a file whole or not at all; text that is not valid Unicode (a lone surrogate from a student's file name
+    or answer) is written escaped rather than stopping the report."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "w", newline="", encoding="utf-8", errors="backslashreplace") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+
+
+def columns() -> list:
+    """(notebook, question id, column name) in QUESTIONS.md's order; an id two notebooks ask is `id@NN` in each."""
+    rows = questions.questions()
+    count = {}
+    for row in rows:
+        count[row.id] = count.get(row.id, 0) + 1
+    return [(r.notebook, r.id, r.id if count[r.id] == 1 else f"{r.id}@{r.notebook[:2]}") for r in rows]
+
+
+def read_sheet(path: Path) -> dict:
+    """(student, notebook, part) -> row of the TAs' sheet; a row whose points are not a number in range is named."""
+    if not path.exists():
+        return {}
+    with open(path, newline="", encoding="utf-8", errors="replace") as f:
+        rows = [{k: uncell(v or "") for k, v in r.items() if k} for r in csv.DictReader(f)]
+    return {(r.get("student", ""), r.get("notebook", ""), r.get("part", "")): r for r in rows}
+
+
+def manual_points(row: dict | None) -> tuple:
+    """(points, problem) of one sheet row: blank is 'not graded yet', anything else must be 0..max."""
+    text = (row or {}).get("points", "").strip()
+    if not text:
+        return None, None
+    try:
+        points = float(text)
+    except ValueError:
+        return None, f"points {text!r} is not a number"
+    maximum = float(row["max_points"])
+    if not 0 <= points <= maximum:
+        return None, f"points {points:g} is outside 0..{maximum:g}"
+    return points, None
+
+
+def sheet_text(results: dict, parts: dict, previous: dict) -> str:
+    """The TAs' sheet: one row per student and manual part, earlier entries kept."""
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, SHEET_FIELDS)
+    writer.writeheader()
+    for student in sorted({r["student"] for r in results.values()}):
+        for (notebook, part), (question, maximum) in sorted(parts.items()):
+            old = previous.get((student, notebook, part), {})
+            writer.writerow({"student": cell(student), "notebook": notebook, "part": part, "question": question,
+                             "max_points": f"{maximum:g}", "points": cell(old.get("points", "")),
+                             "comment": cell(old.get("comment", ""))})
+    return buffer.getvalue()
+
+
+def totals(results: dict, parts: dict, sheet: dict) -> dict:
+    """student -> {column: points, "total": points, "problems": [...]} from the verdicts and the sheet."""
+    names = {(nb, qid): name for nb, qid, name in columns()}
+    book = {}
+    for result in results.values():
+        row = book.setdefault(result["student"], {"problems": []})
+        for verdict in result["verdicts"]:
+            name = names.get((verdict["notebook"], verdict["question"]))
+            if name:
+                row[name] = row.get(name, 0.0) + verdict["earned"]
+    for student, row in book.items():
+        for (notebook, part), (question, _) in parts.items():
+            points, problem = manual_points(sheet.get((student, notebook, part)))
+            if problem:
+                row["problems"].append(f"{notebook} {part}: {problem}")
+            if points is not None and (notebook, question) in names:
+                row[names[(notebook, question)]] = row.get(names[(notebook, question)], 0.0) + points
+        row["total"] = sum(v for k, v in row.items() if k not in ("total", "problems"))
+    return book
+
+
+def gradebook_text(book: dict, maxima: dict) -> str:
+    names = [name for _, _, name in columns()]
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(["student", *names, "total"])
+    writer.writerow([MAXIMUM, *(f"{maxima.get(n, 0):g}" for n in names), f"{sum(maxima.values()):g}"])
+    for student in sorted(book):
+        writer.writerow([cell(student), *(f"{book[student].get(n, 0):g}" for n in names),
+                         f"{book[student]['total']:g}"])
+    return buffer.getvalue()
+
+
+def feedback_text(student: str, results: list, parts: dict, sheet: dict, show_expected: bool) -> str:
+    """One student's feedback: how each notebook ran, and per question what was tested and what it earned."""
+    lines = [f"# Feedback for {student}", ""]
+    for result in sorted(results, key=lambda r: r["notebook"]):
+        lines += [f"## {result['notebook']}", "", f"Ran to the end: {'yes' if result['status'] == 'ok' else 'no'} "
+                  f"({result['status']}{': ' + result['status_message'] if result['status_message'] else ''}), "
+                  f"{result['seconds']:g} s."]
+        lines += [f"- {problem}" for problem in result["problems"] + result["errors"]]
+        lines += ["", "| question | what the grader checked | points | |", "|---|---|---|---|"]
+        for v in result["verdicts"]:
+            note = v["message"] + (f" (expected {v['detail']})" if show_expected and v["detail"] else "")
+            lines.append(f"| {v['question']} | {v['description']} | {v['earned']:g} / {v['points']:g} | "
+                         f"{(note or 'right').replace('|', '/')} |")
+        for (notebook, part), (question, maximum) in sorted(parts.items()):
+            if notebook == result["notebook"]:
+                row = sheet.get((student, notebook, part), {})
+                points, _ = manual_points(row)
+                shown = f"{points:g} / {maximum:g}" if points is not None else f"? / {maximum:g}"
+                comment = (row.get("comment") or ("awaiting a TA" if points is None else "")).replace("|", "/")
+                lines.append(f"| {question} | a TA reads your `{part}` | {shown} | {comment} |")
+        lines.append("")
+    return "\n".join(lines) + "\n"
+
+
+def safe_png(data: str) -> str | None:
+    """The base64 PNG when it decodes to a PNG of at most 2 MB, else None (a page shows only real images)."""
+    try:
+        raw = base64.b64decode(data, validate=True)
+    except (ValueError, TypeError):
+        return None
+    return data if raw.startswith(PNG) and len(raw) < 2 * 2**20 else None
+
+
+def ta_page(notebook: str, part: str, question: str, maximum: float, answers: list) -> str:
+    """One written or figure part, every student's answer side by side; student text is escaped, never markup."""
+    head = (f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>{html.escape(part)}</title>"
+            "<script type='text/x-mathjax-config'>MathJax.Hub.Config({tex2jax: {inlineMath: [['$', '$'], "
+            "['\\\\(', '\\\\)']], processEscapes: true}});</script>"
+            "<script src='../../mathjax/MathJax.js?config=TeX-AMS-MML_HTMLorMML-full,Safe,local/offline'></script>"
+            "<style>body{font-family:system-ui,sans-serif;margin:1em}.answer{border:1px solid #ccc;padding:.6em;"
+            "margin:.6em 0;white-space:pre-wrap}.missing{color:#a00}img{max-width:45em}</style></head><body>")
+    asked = next((q.text for q in questions.questions() if q.id == question and q.notebook == notebook), "")
+    body = [f"<h1>{html.escape(notebook)} · {html.escape(part)}</h1>",
+            f"<p><b>Question {html.escape(question)}.</b> {html.escape(asked)}</p>",
+            f"<p>{maximum:g} points. Enter them in <code>grades/manual-points.csv</code>, then run "
+            "<code>make gradebook</code>.</p>"]
+    for student, text, images in answers:
+        body.append(f"<h2>{html.escape(student)}</h2>")
+        if not text and not images:
+            body.append("<p class='missing'>no answer</p>")
+        if text:
+            body.append(f"<div class='answer'>{html.escape(text)}</div>")
+        body += [f"<img alt='figure' src='data:image/png;base64,{png}'>" for png in filter(None, map(safe_png, images))]
+    return head + "\n".join(body) + "</body></html>\n"
+
+
+def write_reports(grades: Path, results: dict, parts: dict, show_expected: bool, details: dict) -> dict:
+    """Write everything under `grades`; returns the gradebook's rows."""
+    sheet_path = grades / "manual-points.csv"
+    write_text(sheet_path, sheet_text(results, parts, read_sheet(sheet_path)))
+    sheet = read_sheet(sheet_path)
+    book = totals(results, parts, sheet)
+    write_text(grades / "gradebook.csv", gradebook_text(book, maxima(results, parts)))
+    by_student = {}
+    for result in results.values():
+        by_student.setdefault((result["student"], result["slug"]), []).append(result)
+    for (student, slug), own in by_student.items():
+        write_text(grades / "feedback" / f"{slug}.md", feedback_text(student, own, parts, sheet, show_expected))
+    from instructor.site import local_mathjax
+
+    local_mathjax(grades)                  # the TA pages typeset LaTeX with it, offline
+    for (notebook, part), (question, maximum) in parts.items():
+        answers = [(r["student"], r["written"].get(part, ""), r["figures"].get(part, []))
+                   for r in sorted(results.values(), key=lambda r: r["student"]) if r["notebook"] == notebook]
+        write_text(grades / "manual" / notebook / f"{part}.html", ta_page(notebook, part, question, maximum, answers))
+    write_text(grades / "details.json", json.dumps({**details, "gradebook": book}, indent=1, sort_keys=True))
+    return book
+
+
+def maxima(results: dict, parts: dict) -> dict:
+    """column -> the most points it can give: the hidden tests' and the TAs'."""
+    names = {(nb, qid): name for nb, qid, name in columns()}
+    best = {}
+    for result in results.values():
+        for v in result["verdicts"]:
+            key = (v["notebook"], v["question"], v["test"])
+            best[key] = v["points"]
+    out = {}
+    for (notebook, question, _), points in best.items():
+        name = names.get((notebook, question))
+        if name:
+            out[name] = out.get(name, 0) + points
+    for (notebook, _), (question, maximum) in parts.items():
+        name = names.get((notebook, question))
+        if name:
+            out[name] = out.get(name, 0) + maximum
+    return out

@@ -1,0 +1,261 @@
+"""Stage 3 of grading: run one job (one student's notebook) in the sandbox, then measure it with the grader's own code.
+
+A job is plain data (the rebuilt notebook, the student's exported answers, the settings), so that it runs the same
+in this process, in a local pool or on a Dask worker. In its own fresh folder, the job
+  1. runs the hidden tests' probes on the student's exported answers (probes.py, sandboxed; a probe that hangs or
+     kills its process costs that test only: the rest run again in a fresh process),
+  2. executes the notebook (kernel.py: the kernel sandboxed, the executed copy kept here), which trains the models,
+  3. checks the probes' outputs and evaluates the saved models, outside the sandbox (score.py),
+and returns what it measured. The folder is deleted; nothing of the job outlives it.
+"""
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from functools import cache
+from pathlib import Path
+
+import nbformat
+import torch
+
+from answers import export
+
+from . import bank, kernel, sandbox, score, unsandboxed
+from .reference import Reference
+
+ROOT = Path(__file__).resolve().parents[2]
+PROBES = Path(__file__).with_name("probes.py")
+
+
+@dataclass
+class Settings:
+    """How a class is graded: the same for every job."""
+    mode: str = "quick"
+    cell_timeout: float = 600
+    notebook_timeout: float = 1800
+    sandboxed: bool = True
+    threads: int = 1
+    key_version: str = ""
+    key: dict = field(default_factory=dict)          # model test name -> the reference run's value
+    limits: sandbox.Limits = field(default_factory=sandbox.Limits)
+
+
+@dataclass
+class Job:
+    """One student's notebook, ready to run: everything the worker needs, as data."""
+    student: str
+    slug: str
+    notebook: str                      # stem, e.g. 04_vae
+    rebuilt: dict                      # the notebook to run (nbformat as a dict)
+    answers: dict                      # module name -> text: every exported answer module of this student
+    written: dict = field(default_factory=dict)
+    problems: list = field(default_factory=list)
+
+    def cache_key(self, settings: Settings) -> str:
+        """What decides the job's result: its notebook, the answers it imports, the key and the mode."""
+        text = json.dumps([self.student, self.slug, self.notebook, [c["source"] for c in self.rebuilt["cells"]],
+                           self.answers, self.written, self.problems, settings.key_version, settings.key,
+                           settings.mode, settings.cell_timeout, settings.notebook_timeout, settings.sandboxed,
+                           asdict(settings.limits)], sort_keys=True, default=str)
+        return hashlib.sha256(text.encode()).hexdigest()
+
+
+def exported_answers(notebooks: dict) -> dict:
+    """module name -> exported text, for each of a student's rebuilt notebooks (unparseable answers are left out:
+    the probes then report the import error as the student's)."""
+    modules = {}
+    for stem, nb in notebooks.items():
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / f"{stem}.ipynb"
+            nbformat.write(nb, path)
+            try:
+                text = export.module_text(path, report=lambda _: None)
+            except Exception:                          # a parser's MemoryError included: the student's problem
+                text = 'raise SyntaxError("an answer cell of this notebook does not parse")\n'
+        if text:
+            modules[export.module_name(Path(f"{stem}.ipynb"))] = text
+    return modules
+
+
+def sandbox_env(work: Path, settings: Settings) -> dict:
+    return {"DGM_MODE": settings.mode, "DGM_DATA_SOURCE": "embedded", "DGM_OUTPUT": str(work / "out"),
+            "PYTHONPATH": f"{work / 'lib'}:{ROOT}", "OMP_NUM_THREADS": str(settings.threads),
+            "MKL_NUM_THREADS": str(settings.threads)}
+
+
+def visible_paths(control: Path) -> list:
+    """What the sandbox shows beyond the job's folder, read-only: the helpers the notebooks import, and the job's
+    control folder (the probe runner and its job file, which the job must read but never replace). Never the
+    notebooks, the answers, the results, the checkpoints, the key, the grader or .git."""
+    return [ROOT / "helpers", control]
+
+
+def folder_bytes(folder: Path, cap: int) -> int:
+    """The bytes of the files under `folder` (links not followed), counted up to just past `cap`."""
+    total, todo = 0, [folder]
+    while todo and total <= cap:
+        try:
+            with os.scandir(todo.pop()) as entries:
+                for entry in entries:
+                    if entry.is_dir(follow_symlinks=False):
+                        todo.append(entry.path)
+                    elif entry.is_file(follow_symlinks=False):
+                        total += entry.stat(follow_symlinks=False).st_size
+        except OSError:
+            continue
+    return total
+
+
+def disk_watch(work: Path, settings: Settings):
+    """The watchdog of a job's folder: the limit it went over, in words, or None."""
+    def over() -> str | None:
+        if folder_bytes(work, settings.limits.disk_bytes) > settings.limits.disk_bytes:
+            return f"its folder took more than {settings.limits.disk_bytes // 2**20} MB of disk"
+        return None
+    return over
+
+
+def spawn(argv: list, work: Path, control: Path, settings: Settings, timeout: float, progress=None) -> None:
+    """Run argv sandboxed (or only limited, without the sandbox) within `timeout`, within a cell's time of the last
+    change of `progress()`, and within the disk limit; a hang is killed, with everything inside."""
+    env = sandbox_env(work, settings)
+    if settings.sandboxed:
+        command = sandbox.command(argv, writable=work, readonly=visible_paths(control), env=env,
+                                  limits=settings.limits, cwd=work)
+        popen_env = {"PATH": "/usr/bin:/bin"}
+    else:
+        command, popen_env = sandbox.limited(argv, settings.limits), {**sandbox.base_env(work), **env}
+    process = subprocess.Popen(command, cwd=work, env=popen_env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline, seen, changed, over = time.monotonic() + timeout, None, time.monotonic(), disk_watch(work, settings)
+    try:
+        while process.poll() is None:
+            try:
+                now = progress() if progress else None
+            except OSError:                            # the job replaced what progress() looks at: no progress
+                now = seen
+            if now != seen:
+                seen, changed = now, time.monotonic()
+            if time.monotonic() > min(deadline, changed + settings.cell_timeout) or over():
+                break
+            time.sleep(0.2)
+    finally:
+        if process.poll() is None:                     # whatever ended the wait, nothing of the job outlives it
+            process.kill()
+        process.wait()
+        if not settings.sandboxed:
+            reaper().reap()                            # a detached grandchild of the job dies here
+
+
+@cache
+def reaper() -> sandbox.Reaper:
+    """This worker process as the subreaper of what unsandboxed jobs leave behind (one per process)."""
+    return sandbox.Reaper()
+
+
+def run_probes(tests: list, job: Job, work: Path, control: Path, settings: Settings, deadline: float) -> tuple:
+    """(test name -> the probe's result, or None when it never finished; the inputs), every test run until it
+    reports or kills its process: a test that hangs or crashes is not run again, the tests after it are."""
+    module = export.module_name(Path(f"{job.notebook}.ipynb"))
+    inputs = {t.name: score.draw_inputs(t, score.seed_for(settings.key_version, job.slug, t.name)) for t in tests}
+    out = work / "probes"
+    out.mkdir()
+    results, remaining = {}, list(tests)
+    shutil.copy(PROBES, control / "probes.py")
+    while remaining and time.monotonic() < deadline:
+        torch.save({"module": module, "path": str(work / "lib"), "tests": [
+            {"name": t.name, "source": t.probe_source, "inputs": inputs[t.name], "seconds": settings.cell_timeout}
+            for t in remaining]}, control / "job.pt")
+        spawn([sys.executable, str(control / "probes.py"), str(control / "job.pt"), str(out)], work, control,
+              settings, deadline - time.monotonic(), progress=lambda: len(list(out.iterdir())))
+        before = len(remaining)
+        for test in list(remaining):
+            result = score.read_result(out / f"{test.name}.pt", work)
+            if result is not None or (out / f"{test.name}.started").exists():
+                results[test.name] = result            # None: it started and never reported (a hang, a crash)
+                remaining.remove(test)
+        if len(remaining) == before:
+            break                                      # nothing started at all: running again would not help
+    return {t.name: results.get(t.name) for t in tests}, inputs
+
+
+@cache
+def measurement_data():
+    from helpers.data import load_mnist
+
+    return load_mnist(source="embedded", device="cpu", announce=False)
+
+
+def figures(nb: nbformat.NotebookNode) -> dict:
+    """grade_id -> the PNG images (base64) of each figure answer cell of an executed notebook."""
+    found = {}
+    for cell in nb.cells:
+        meta = export.grading(cell)
+        if cell.cell_type == "code" and meta.get("grade") and meta.get("solution"):
+            found[meta["grade_id"]] = [o["data"]["image/png"] for o in cell.get("outputs", [])
+                                       if "image/png" in o.get("data", {})][:6]
+    return found
+
+
+def cell_errors(nb: nbformat.NotebookNode, errors: list) -> list:
+    """Each cell that raised, in words the feedback may show: the message only for the student's own answer cells."""
+    shown = []
+    for error in errors:
+        cell = nb.cells[error.index]
+        grade_id = export.grading(cell).get("grade_id")
+        if grade_id:
+            shown.append(f"your answer cell {grade_id} raised {error.ename}: {error.evalue[:200]}")
+        else:
+            shown.append(f"a given cell (cell {error.index + 1}) raised {error.ename}; an answer above it is the "
+                         "likely cause")
+    return shown
+
+
+def run_job(job: Job, settings: Settings) -> dict:
+    """Run one job (see the module's docstring); returns its measurements as plain data."""
+    tests = bank.tests(job.notebook)
+    function_tests = [t for t in tests if isinstance(t, bank.FunctionTest)]
+    model_tests = [t for t in tests if isinstance(t, bank.ModelTest)]
+    ref, verdicts, measured, started = Reference(), [], {}, time.monotonic()
+    snapshot = None if settings.sandboxed else unsandboxed.guard()
+    deadline = started + settings.notebook_timeout     # the probes and the notebook share the notebook's time
+    # mkdtemp and rmtree, not TemporaryDirectory: its cleanup follows links when it resets permissions (CVE-2023-6597)
+    work = Path(tempfile.mkdtemp(prefix=f"dgm-job-{job.slug[:20]}-"))
+    control = Path(tempfile.mkdtemp(prefix="dgm-control-"))
+    try:
+        (work / "lib" / "answers").mkdir(parents=True)
+        (work / "lib" / "answers" / "__init__.py").write_text("")
+        for name, text in job.answers.items():
+            (work / "lib" / "answers" / f"{name}.py").write_text(text)
+        (work / "out").mkdir()
+        if function_tests:
+            results, inputs = run_probes(function_tests, job, work, control, settings, deadline)
+            verdicts += [score.judge(t, inputs[t.name], results[t.name], ref) for t in function_tests]
+        run = kernel.execute_notebook(nbformat.from_dict(job.rebuilt), workdir=work, readonly=visible_paths(control),
+                                      env=sandbox_env(work, settings), limits=settings.limits,
+                                      cell_timeout=settings.cell_timeout, sandboxed=settings.sandboxed,
+                                      notebook_timeout=max(1.0, deadline - time.monotonic()),
+                                      watch=disk_watch(work, settings))
+        for test in model_tests:
+            verdict, measured[test.name] = score.evaluate_model(
+                test, work / "out" / "checkpoints" / test.checkpoint, work, settings.key.get(test.name), ref,
+                measurement_data())
+            verdicts.append(verdict)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+        shutil.rmtree(control, ignore_errors=True)
+    damage = []
+    if snapshot is not None:
+        reaper().reap()                    # every process of the job is dead before the grader's files are put back
+        damage = snapshot.restore()
+    return {"student": job.student, "slug": job.slug, "notebook": job.notebook, "status": run.status,
+            "status_message": run.message.splitlines()[0][:200] if run.message else "",
+            "errors": cell_errors(run.notebook, run.errors), "verdicts": [asdict(v) for v in verdicts],
+            "written": job.written, "figures": figures(run.notebook), "problems": job.problems, "measured": measured,
+            "damage": damage,
+            "executed": run.notebook, "seconds": round(time.monotonic() - started, 1)}

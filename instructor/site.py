@@ -1,0 +1,142 @@
+"""`make html`: the notebooks as web pages in site/, readable offline (docs/instructors.md).
+
+nbconvert's HTMLExporter renders each notebook as committed (the solution notebooks carry the outputs of a full run);
+with --release, the exercise notebooks of release/ go to site/release/. Every page opens with its title (the Colab
+cell, which does nothing outside Colab, is left out) and has links to the index and to the previous and next notebook;
+a solution page shows its answers without the marker lines. site/index.html lists the notebooks with their question
+ids. The math renders offline with the copy of MathJax 2.7 that jupyter-server-mathjax ships, copied into
+site/mathjax/ (without that package the pages load MathJax from its CDN). Images are embedded in the pages.
+"""
+import argparse
+import html
+import shutil
+import sys
+from pathlib import Path
+
+import nbformat
+from nbconvert import HTMLExporter
+
+from answers import export
+from instructor import questions
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tools"))
+import colab  # noqa: E402
+
+MATHJAX_CONFIG = "TeX-AMS-MML_HTMLorMML-full,Safe,local/offline"
+# the packaged MathJax has only the STIX-Web fonts: say so, or MathJax looks for its TeX fonts and warns
+OFFLINE_CONFIG = """MathJax.Hub.Config({"HTML-CSS": {availableFonts: [], preferredFont: null, webFont: "STIX-Web",
+                                  imageFont: null}});
+MathJax.Ajax.loadComplete("[MathJax]/config/local/offline.js");
+"""
+NAV_STYLE = ("<style>nav.pages{font-family:system-ui,sans-serif;display:flex;justify-content:space-between;"
+             "max-width:60em;margin:1em auto;padding:0 1em}nav.pages a{text-decoration:none}</style>")
+
+
+def local_mathjax(site: Path) -> str | None:
+    """Copy the packaged MathJax into site/mathjax once; None when the package is missing (then the CDN is used)."""
+    try:
+        import jupyter_server_mathjax
+    except ImportError:
+        return None
+    source = Path(jupyter_server_mathjax.__file__).parent / "static"
+    target = site / "mathjax"
+    if not (target / "MathJax.js").exists():
+        shutil.copytree(source, target, dirs_exist_ok=True)
+    (target / "config" / "local").mkdir(parents=True, exist_ok=True)
+    (target / "config" / "local" / "offline.js").write_text(OFFLINE_CONFIG)
+    return "mathjax"
+
+
+def title(nb) -> str:
+    for cell in nb.cells:
+        if cell.cell_type == "markdown":
+            for line in cell.source.splitlines():
+                if line.startswith("# "):
+                    return line[2:].strip()
+    return ""
+
+
+def for_reading(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
+    """The notebook as a page shows it: no Colab cell, no marker lines in written answers."""
+    cells = [c for c in nb.cells if not (c.cell_type == "code" and c.source.startswith(colab.MARK))]
+    for cell in cells:
+        if cell.cell_type == "markdown" and export.BEGIN in cell.source:
+            cell.source = "\n".join(line for line in cell.source.split("\n")
+                                    if export.BEGIN not in line and export.END not in line)
+    nb.cells = cells
+    return nb
+
+
+def navigation(stems: list, index: int, home: str) -> str:
+    """Links to the previous notebook, the index and the next notebook."""
+    previous = f'<a href="{stems[index - 1]}.html">&larr; {stems[index - 1]}</a>' if index > 0 else "<span></span>"
+    following = f'<a href="{stems[index + 1]}.html">{stems[index + 1]} &rarr;</a>' if index + 1 < len(stems) \
+        else "<span></span>"
+    return f'<nav class="pages">{previous}<a href="{home}">all notebooks</a>{following}</nav>'
+
+
+def render(notebooks: list, out: Path, mathjax: str | None, home: str) -> list:
+    """Write out/<stem>.html for each notebook, with navigation; returns (stem, title) pairs."""
+    exporter = HTMLExporter(template_name="lab", embed_images=True)
+    if mathjax:
+        exporter.mathjax_url = f"{mathjax}/MathJax.js?config={MATHJAX_CONFIG}"
+    out.mkdir(parents=True, exist_ok=True)
+    stems, pages = [p.stem for p in notebooks], []
+    for index, path in enumerate(notebooks):
+        nb = for_reading(nbformat.read(path, as_version=4))
+        body, _ = exporter.from_notebook_node(nb, resources={"metadata": {"name": path.stem}})
+        nav = navigation(stems, index, home)
+        head_end, body_start = body.index("</head>"), body.index(">", body.index("<body")) + 1
+        body = body[:head_end] + NAV_STYLE + body[head_end:body_start] + nav + body[body_start:]
+        body = body.replace("</body>", nav + "</body>", 1)
+        (out / f"{path.stem}.html").write_text(body)
+        pages.append((path.stem, title(nb) or path.stem))
+    return pages
+
+
+def index_page(sections: list) -> str:
+    ids = questions.ids_by_notebook()
+    parts = ["<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
+             "<title>Deep generative models: notebooks</title>",
+             "<style>body{font-family:system-ui,sans-serif;max-width:60em;margin:2em auto;padding:0 1em}"
+             "td,th{padding:.3em .8em;text-align:left;vertical-align:top}tr:nth-child(even){background:#f4f4f4}"
+             "code{font-size:95%}</style></head><body>",
+             "<h1>Deep generative models: notebooks</h1>"]
+    for heading, prefix, pages in sections:
+        parts += [f"<h2>{html.escape(heading)}</h2>", "<table><tr><th>notebook</th><th>question ids</th></tr>"]
+        for stem, name in pages:
+            parts.append(f'<tr><td><a href="{prefix}{stem}.html">{html.escape(name)}</a><br><code>{stem}</code></td>'
+                         f"<td>{html.escape(', '.join(ids.get(stem, [])) or '-')}</td></tr>")
+        parts.append("</table>")
+    parts += ["<p>The pages work offline: images are embedded and the math is rendered by a local copy of MathJax "
+              "(<code>mathjax/</code>).</p>", "</body></html>"]
+    return "\n".join(parts) + "\n"
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", type=Path, default=ROOT / "site")
+    parser.add_argument("--release", action="store_true", help="also render the exercise notebooks of release/")
+    parser.add_argument("--release-dir", type=Path, default=ROOT / "release")
+    args = parser.parse_args(argv)
+    site = args.out.resolve()
+    site.mkdir(parents=True, exist_ok=True)
+    mathjax = local_mathjax(site)
+    if mathjax is None:
+        print("jupyter-server-mathjax is not installed: the pages load MathJax from the internet", file=sys.stderr)
+    notebooks = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+    sections = [("Solutions (executed notebooks)", "", render(notebooks, site, mathjax, "index.html"))]
+    if args.release:
+        exercises = sorted((args.release_dir / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+        if not exercises:
+            raise SystemExit(f"no notebooks in {args.release_dir / 'notebooks'}: run `make student` first")
+        sections.append(("Exercises (the student release)", "release/",
+                         render(exercises, site / "release", mathjax and "../mathjax", "../index.html")))
+    (site / "index.html").write_text(index_page(sections))
+    print(f"wrote {site / 'index.html'} and {sum(len(s[2]) for s in sections)} pages")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

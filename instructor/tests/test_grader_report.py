@@ -1,0 +1,98 @@
+"""What the grader writes for people: the gradebook, the feedback, the TA pages and the TAs' sheet, and the round
+trip of manual points (TAs fill grades/manual-points.csv, `make gradebook` merges it, a regrade keeps it)."""
+import csv
+import json
+
+import pytest
+
+from instructor.grader import __main__ as cli
+from instructor.grader import jobs, report
+
+
+def verdict(question, notebook, test, points, earned, message=""):
+    return {"question": question, "notebook": notebook, "test": test, "description": f"{test} on fresh inputs",
+            "points": points, "earned": earned, "message": message, "detail": "0.12 at index (3,), got 0.5"}
+
+
+def result(student, written):
+    return {"student": student, "slug": student, "notebook": "03_kl_divergence", "status": "ok", "status_message": "",
+            "errors": [], "problems": [], "seconds": 3.0, "figures": {}, "written": written, "measured": {},
+            "verdicts": [verdict("A3", "03_kl_divergence", "GaussianKL", 3, 3 if student == "ada" else 0,
+                                 "" if student == "ada" else "KL: wrong for 200 of 200 fresh inputs")]}
+
+
+@pytest.fixture
+def graded(tmp_path):
+    results = {"ada/03": result("ada", {"A3_derivation": "By Jensen, $\\log$ ... <script>alert(1)</script>"}),
+               "bo/03": result("bo", {"A3_derivation": ""})}
+    details = {"results": results}
+    (tmp_path / "details.json").write_text(json.dumps(details))
+    report.write_reports(tmp_path, results, jobs.manual_parts(), False, details)
+    return tmp_path, results
+
+
+def sheet(grades):
+    with open(grades / "manual-points.csv", newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def book(grades):
+    with open(grades / "gradebook.csv", newline="") as f:
+        return {row["student"]: row for row in csv.DictReader(f)}
+
+
+def test_every_written_part_gets_a_page_with_every_answer_escaped_and_a_row_per_student(graded):
+    grades, _ = graded
+    page = (grades / "manual" / "03_kl_divergence" / "A3_derivation.html").read_text()
+    assert "By Jensen" in page and "<script>alert" not in page and "&lt;script&gt;" in page
+    assert page.index("<h2>ada</h2>") < page.index("<h2>bo</h2>") and "no answer" in page
+    rows = {(r["student"], r["part"]): r for r in sheet(grades)}
+    assert rows[("ada", "A3_derivation")]["points"] == "" and rows[("bo", "A3_derivation")]["max_points"] == "2"
+
+
+def test_manual_points_reach_the_gradebook_and_survive_a_regrade(graded, capsys):
+    grades, results = graded
+    assert book(grades)["ada"]["A3"] == "3"
+    rows = sheet(grades)
+    for row in rows:
+        if row["part"] == "A3_derivation":
+            row["points"], row["comment"] = ("2", "clear") if row["student"] == "ada" else ("0.5", "only the result")
+    with open(grades / "manual-points.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, report.SHEET_FIELDS)
+        writer.writeheader()
+        writer.writerows(rows)
+    assert cli.main(["gradebook", "--grades", str(grades)]) == 0
+    assert book(grades)["ada"]["A3"] == "5" and book(grades)["bo"]["A3"] == "0.5"
+    assert "| A3 | a TA reads your `A3_derivation` | 2 / 2 | clear |" in (grades / "feedback" / "ada.md").read_text()
+    report.write_reports(grades, results, jobs.manual_parts(), False, {"results": results})     # a regrade
+    assert book(grades)["ada"]["A3"] == "5"
+
+
+def test_points_that_are_not_a_number_in_range_are_named_and_not_counted(graded, capsys):
+    grades, _ = graded
+    rows = sheet(grades)
+    for row in rows:
+        if row["part"] == "A3_derivation":
+            row["points"] = "two" if row["student"] == "ada" else "9"
+    with open(grades / "manual-points.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, report.SHEET_FIELDS)
+        writer.writeheader()
+        writer.writerows(rows)
+    assert cli.main(["gradebook", "--grades", str(grades)]) == 1
+    err = capsys.readouterr().err
+    assert "points 'two' is not a number" in err and "outside 0..2" in err
+    assert book(grades)["ada"]["A3"] == "3" and book(grades)["bo"]["A3"] == "0"
+
+
+def test_the_expected_values_show_only_when_the_instructor_asks(graded):
+    grades, results = graded
+    assert "0.12 at index" not in (grades / "feedback" / "bo.md").read_text()
+    report.write_reports(grades, results, jobs.manual_parts(), True, {"results": results})
+    assert "(expected 0.12 at index (3,), got 0.5)" in (grades / "feedback" / "bo.md").read_text()
+
+
+def test_the_gradebook_has_a_column_per_question_and_notebook_and_its_maximum(graded):
+    grades, _ = graded
+    header = next(csv.reader(open(grades / "gradebook.csv")))
+    assert header[0] == "student" and header[-1] == "total" and "A2@02" in header and "A2@04" in header
+    assert book(grades)["maximum/"]["A3"] == "5"           # 3 hidden-test points and the TA's 2

@@ -1,0 +1,126 @@
+"""The grader's defences that need no notebook run: what a job leaves in its folder is read as bounded data and only
+through no link; one student's odd files never stop the class; reports cannot be turned into formulas or broken by odd
+text; a hung or swapped probe folder never keeps a sandbox alive; cache keys never collide."""
+import time
+import zipfile
+from pathlib import Path
+
+import nbformat
+import pytest
+import torch
+
+from instructor.grader import bank, jobs, plan, rebuild, report, run, sandbox, score
+
+TEST = next(t for t in bank.tests("03_kl_divergence") if t.name == "GaussianKL")
+
+
+def save(path: Path, value) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(value, path)
+    return path
+
+
+def test_a_result_is_read_only_from_the_jobs_own_folder_through_no_link(tmp_path):
+    work, host = tmp_path / "work", tmp_path / "host"
+    save(host / "forged.pt", {"outputs": {"kl": torch.zeros(3)}})
+    save(work / "probes" / "honest.pt", {"outputs": {"kl": torch.zeros(3)}})
+    assert score.read_result(work / "probes" / "honest.pt", work) is not None
+    (work / "probes" / "linked.pt").symlink_to(host / "forged.pt")
+    assert score.read_result(work / "probes" / "linked.pt", work) is None
+    (work / "swapped").symlink_to(host)                        # a folder of the job replaced by a link to the host
+    assert score.read_result(work / "swapped" / "forged.pt", work) is None
+
+
+def test_a_checkpoint_under_a_linked_output_folder_is_never_evaluated(tmp_path):
+    work, model = tmp_path / "work", next(t for t in bank.tests() if isinstance(t, bank.ModelTest))
+    save(tmp_path / "instructor" / "checkpoints" / model.checkpoint, {"format": 1})
+    (work / "out").parent.mkdir(parents=True)
+    (work / "out").symlink_to(tmp_path / "instructor")
+    verdict, value = score.evaluate_model(model, work / "out" / "checkpoints" / model.checkpoint, work, 1.0, None,
+                                          None)
+    assert verdict.earned == 0 and value is None and "link" in verdict.message
+
+
+@pytest.mark.parametrize("attack", ["stride_zero", "shared_references", "deep", "compressed", "not_a_string"])
+def test_a_result_that_would_cost_the_grader_memory_or_time_is_refused_at_once(tmp_path, attack):
+    path = tmp_path / "work" / "probes" / "r.pt"
+    if attack == "stride_zero":
+        save(path, {"outputs": {"kl": torch.ones(1).expand(10**10)}})
+    elif attack == "shared_references":
+        node = []
+        for _ in range(60):
+            node = [node, node]                                  # a tiny file that prints as 2**60 items
+        save(path, {"error": node})
+    elif attack == "deep":
+        node = []
+        for _ in range(100):
+            node = [node]
+        save(path, {"outputs": node})
+    elif attack == "compressed":
+        save(path, {"outputs": {"kl": torch.zeros(4)}})
+        with zipfile.ZipFile(path) as plain, zipfile.ZipFile(path.with_suffix(".zip"), "w", zipfile.ZIP_DEFLATED) as z:
+            for entry in plain.infolist():
+                z.writestr(entry.filename, plain.read(entry))
+        path.with_suffix(".zip").replace(path)
+    else:
+        save(path, {"error": ["a", "list"]})
+    started = time.monotonic()
+    result = score.read_result(path, tmp_path / "work")
+    verdict = score.judge(TEST, TEST.inputs(torch.Generator().manual_seed(0)), result, None)
+    assert verdict.earned == 0 and time.monotonic() - started < 5
+
+
+def test_one_students_odd_notebook_or_names_never_stop_the_class(tmp_path):
+    folder = tmp_path / "subs" / "odd"
+    folder.mkdir(parents=True)
+    nb = nbformat.read(Path(__file__).resolve().parents[2] / "notebooks" / "03_kl_divergence.ipynb", as_version=4)
+    nb.cells[3].metadata["nbgrader"] = "not a mapping"
+    nbformat.write(nb, folder / "03_kl_divergence.ipynb")
+    (folder / "notes\udcff.ipynb").write_text("{}")              # a file name that is not UTF-8
+    students, _ = plan.read_class(tmp_path / "subs", jobs.graded_notebooks())
+    assert any("notes\ufffd.ipynb is not a notebook of this homework" in p for p in students[0].problems)
+    assert [job.notebook for job in jobs.jobs_for(students[0])] == ["03_kl_divergence"]
+
+
+def test_reports_keep_text_whatever_it_holds(tmp_path):
+    report.write_text(tmp_path / "page.md", "a lone surrogate \ud800 from a student's answer")
+    assert "\\ud800" in (tmp_path / "page.md").read_text() and not list(tmp_path.glob(".page.md.*"))
+    assert report.cell("=HYPERLINK(\"http://x\")") == "'=HYPERLINK(\"http://x\")" and report.cell("ada") == "ada"
+    assert report.uncell(report.cell("@SUM(1)")) == "@SUM(1)" and report.MAXIMUM.endswith("/")
+
+
+def test_an_answer_indented_with_tabs_keeps_its_own_structure():
+    released = 'def f(x):\n    """doc"""\n    ### BEGIN SOLUTION\n    raise NotImplementedError\n    ### END SOLUTION\n'
+    theirs = 'def f(x):\n\t"""doc"""\n\t### BEGIN SOLUTION\n\tif x:\n\t\treturn 1\n\treturn 2\n\t### END SOLUTION\n'
+    namespace = {}
+    exec(rebuild.put_back(released, rebuild.region_bodies(theirs)), namespace)
+    assert namespace["f"](1) == 1 and namespace["f"](0) == 2
+
+
+def test_a_probe_that_hangs_or_breaks_what_the_grader_watches_is_killed_within_a_cell_time(tmp_path):
+    settings = run.Settings(cell_timeout=1, sandboxed=sandbox.problem() is None)
+    started = time.monotonic()
+
+    def broken():
+        raise OSError("the job replaced the folder progress() lists")
+
+    run.spawn(["sleep", "60"], tmp_path, tmp_path, settings, timeout=30, progress=broken)
+    assert time.monotonic() - started < 10
+
+
+def test_a_job_that_fills_its_folder_is_stopped(tmp_path):
+    limits = sandbox.Limits(disk_bytes=2 * 2**20, file_bytes=2 * 2**20)
+    settings = run.Settings(cell_timeout=30, sandboxed=sandbox.problem() is None, limits=limits)
+    writer = ("import itertools\nfor i in itertools.count():\n"
+              "    open(f'f{i}', 'wb').write(b'x' * 2**19)")
+    started = time.monotonic()
+    run.spawn([run.sys.executable, "-c", writer], tmp_path, tmp_path, settings, timeout=60)
+    # stopped within a poll of the watchdog: without it, a minute of writing would fill the disk
+    assert time.monotonic() - started < 20 and run.folder_bytes(tmp_path, 2**31) < 2**30
+
+
+def test_students_whose_names_share_a_long_prefix_keep_their_own_results():
+    settings = run.Settings()
+    name = "a" * 60
+    one, two = (run.Job(name + tail, name + tail, "03_kl_divergence", {"cells": []}, {}) for tail in ("x", "y"))
+    assert run.Job.cache_key(one, settings) != run.Job.cache_key(two, settings)

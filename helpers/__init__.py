@@ -1,5 +1,5 @@
-"""Shared pieces of the deep generative models notebooks: run start, data, records, checkpoints, training, plots,
-architectures. Answer code is not here: it lives in the notebooks (and, exported, in `answers/`)."""
+"""What the notebooks share and no question asks for: the run's start, data, records, checkpoints, what training loops
+share, plots, architectures. Answer code is not here: it lives in the notebooks (and, exported, in `answers/`)."""
 from .checkpoints import CheckpointError, load_checkpoint, load_model, register_model, save_checkpoint
 from .data import MNIST, DataError, dynamic_binarize, evaluation_sets, fixed_binarize, load_mnist
 from .models import (  # importing registers the models
@@ -25,13 +25,12 @@ from .runtime import (
                       seed_everything,
                       start,
 )
-from .training import GANHistory, History, TrainingDiverged, fit, fit_gan, minibatches, seeded
+from .training import TrainingDiverged, fingerprint, minibatches, stop_if_diverged, trained
 
 __all__ = [
-    "CheckpointError", "ConvGenerator", "DataError", "DigitClassifier", "Discriminator", "GANHistory", "Generator",
-    "History", "MNIST", "PIXELS", "ROOT", "TrainingDiverged", "VAE", "checkpoints_dir", "current_run", "device",
-    "dynamic_binarize", "evaluation_sets", "fit", "fit_gan", "fixed_binarize", "image_grid", "load_checkpoint",
-    "load_mnist", "load_model", "minibatches", "mlp", "mode", "pick", "progress", "read_records", "record",
-    "register_model", "results_dir", "save_checkpoint", "seed_everything", "seeded", "show_images", "start",
-    "use_style",
+    "CheckpointError", "ConvGenerator", "DataError", "DigitClassifier", "Discriminator", "Generator", "MNIST", "PIXELS",
+    "ROOT", "TrainingDiverged", "VAE", "checkpoints_dir", "current_run", "device", "dynamic_binarize",
+    "evaluation_sets", "fingerprint", "fixed_binarize", "image_grid", "load_checkpoint", "load_mnist", "load_model",
+    "minibatches", "mlp", "mode", "pick", "progress", "read_records", "record", "register_model", "results_dir",
+    "save_checkpoint", "seed_everything", "show_images", "start", "stop_if_diverged", "trained", "use_style",
 ]

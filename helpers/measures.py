@@ -1,23 +1,44 @@
 """How good are generated digits: a classifier's Frechet distance, class histogram and confidence; isolated pixels."""
-import functools
+import copy
 
 import torch
 import torch.nn.functional as F
 
 from .models import DigitClassifier
-from .training import fit
+from .training import fingerprint, minibatches, trained
 
 
 def train_classifier(data, *, epochs: int, checkpoint=None, lr: float = 1e-3, weight_decay: float = 1e-4,
-                     batch_size: int = 128, patience: int = 5, desc="classifier"):
-    """The classifier, trained (or loaded) on data.train_x with early stopping on the validation split's loss."""
-    classifier, _ = fit(
-        DigitClassifier, lambda m, x, y: F.cross_entropy(m(x), y), (data.train_x, data.train_y),
-        optimizer=functools.partial(torch.optim.Adam, lr=lr, weight_decay=weight_decay), epochs=epochs,
-        batch_size=batch_size, patience=patience,
-        validate=lambda m: F.cross_entropy(m(data.val_x), data.val_y).item(), checkpoint=checkpoint,
-        settings={"loss": "cross-entropy", "validation": "cross-entropy on the validation split",
-                  "data": data.source, "train_size": len(data.train_x)}, desc=desc)
+                     batch_size: int = 128, patience: int = 5):
+    """The classifier of the measures, trained (or loaded) on the training digits, the weights of its best epoch on
+    the validation split's cross-entropy kept (training stops `patience` epochs after it)."""
+    device = data.train_x.device
+
+    def train():
+        torch.manual_seed(0)
+        model = DigitClassifier().to(device)
+        optimizer = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
+        validation, best_epoch, best_state = [], 0, None
+        for epoch in range(epochs):
+            model.train()
+            for index in minibatches(len(data.train_x), batch_size, device):
+                loss = F.cross_entropy(model(data.train_x[index]), data.train_y[index])
+                optimizer.zero_grad()
+                loss.backward()
+                optimizer.step()
+            model.eval()
+            with torch.no_grad():
+                validation.append(F.cross_entropy(model(data.val_x), data.val_y).item())
+            if validation[-1] <= min(validation):
+                best_epoch, best_state = epoch, copy.deepcopy(model.state_dict())
+            elif epoch - best_epoch >= patience:
+                break
+        model.load_state_dict(best_state)
+        return model, {"validation_loss": validation, "best_epoch": best_epoch + 1}
+
+    settings = {"epochs": epochs, "lr": lr, "weight_decay": weight_decay, "batch_size": batch_size,
+                "patience": patience, "data": data.source, "train_size": len(data.train_x), "code": fingerprint(train)}
+    classifier, _ = trained(checkpoint, settings, lambda: DigitClassifier().to(device), train)
     return classifier
 
 

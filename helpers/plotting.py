@@ -1,7 +1,6 @@
 """A small consistent plot style and image grids of MNIST digits."""
 import matplotlib.pyplot as plt
 import torch
-from torchvision.utils import make_grid
 
 STYLE = {
     "figure.figsize": (6.0, 3.6),
@@ -25,6 +24,8 @@ def use_style() -> None:
 
 def image_grid(images: torch.Tensor, nrow: int = 10, padding: int = 2) -> torch.Tensor:
     """(N, 784) or (N, 28, 28) images in [0, 1] as one (H, W) grid tensor, white gaps between them."""
+    from torchvision.utils import make_grid  # here, not at the top: importing torchvision takes seconds
+
     images = images.detach().float().cpu().reshape(-1, 1, 28, 28)
     return make_grid(images, nrow=nrow, padding=padding, pad_value=1.0)[0]
 

@@ -1,10 +1,10 @@
-"""Key figures of each answer, written to results/<notebook>.json for graders and tests.
+"""Key figures of each answer, written to results/<notebook>.json: the evidence a reader, a TA or a test looks at.
 
-The files are strict JSON (infinities are written as the strings "inf" and "-inf"), written atomically, and
-merged under a lock so that notebooks run side by side never lose each other's records.
+The files are strict JSON (infinities are written as the strings "inf" and "-inf"), written atomically, and merged
+under a lock (filelock: the same on Linux, macOS and Windows) so that notebooks run side by side never lose each
+other's records. Numbers keep 6 significant digits: the digits beyond differ from one CPU to the next (a float32 sum
+in its 7th or 8th digit), and a record must read the same wherever the notebook ran.
 """
-import contextlib
-import fcntl
 import json
 import math
 import re
@@ -12,10 +12,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from filelock import FileLock
 
 from . import runtime
 
 INFINITIES = {math.inf: "inf", -math.inf: "-inf"}
+SIGNIFICANT_DIGITS = 6
 
 
 def to_json(value):
@@ -33,7 +35,7 @@ def to_json(value):
     if isinstance(value, float):
         if math.isnan(value):
             raise ValueError("A record holds NaN: compute the figure again, a NaN is never an answer.")
-        return INFINITIES.get(value, value)
+        return INFINITIES.get(value) or float(f"{value:.{SIGNIFICANT_DIGITS}g}")
     raise TypeError(f"Cannot record a {type(value).__name__}: record numbers, strings, lists or dicts.")
 
 
@@ -46,16 +48,10 @@ def write_json(path: Path, obj) -> None:
     runtime.write_atomically(path, write)
 
 
-@contextlib.contextmanager
-def locked(path: Path):
-    """Hold an exclusive lock beside `path` (a hidden .lock file) for a read-merge-write."""
+def locked(path: Path) -> FileLock:
+    """An exclusive lock beside `path` (a hidden .lock file) for a read-merge-write."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path.parent / f".{path.name}.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
+    return FileLock(path.parent / f".{path.name}.lock")
 
 
 def record(question_id: str, figures: dict, notebook: str | None = None, directory: Path | None = None) -> None:

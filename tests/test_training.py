@@ -1,152 +1,93 @@
-import functools
-
+"""What the notebooks' training loops share: minibatches, the NaN stop, the code fingerprint, the checkpoint cache."""
 import pytest
 import torch
-from torch import nn
 
-from helpers import CheckpointError, TrainingDiverged, fit
+from helpers import CheckpointError, TrainingDiverged, fingerprint, minibatches, stop_if_diverged, trained
 from tests.test_checkpoints import TinyNet
 
-ADAM = functools.partial(torch.optim.Adam, lr=0.05)
+
+def fit_tiny(epochs=3, lr=0.05):
+    """A tiny training run of the kind the notebooks write: seeded inside, so a rerun trains the same model."""
+    torch.manual_seed(0)
+    model = TinyNet()
+    x = torch.randn(64, 3, generator=torch.Generator().manual_seed(1))
+    y = x @ torch.tensor([[1.0], [-2.0], [0.5]])
+    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+    losses = []
+    for _ in range(epochs):
+        for index in minibatches(len(x), 16, "cpu"):
+            loss = ((model(x[index])[:, :1] - y[index]) ** 2).mean()
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+        losses.append(loss.item())
+    return model, {"loss": losses}
 
 
-def regression_data(n=64):
-    x = torch.randn(n, 3, generator=torch.Generator().manual_seed(n))
-    return x, x @ torch.tensor([[1.0], [-2.0], [0.5]])
-
-
-def mse(model, x, y):
-    return ((model(x)[:, :1] - y) ** 2).mean()
-
-
-def test_fit_lowers_the_loss_and_keeps_a_history():
-    model, history = fit(TinyNet, mse, regression_data(), optimizer=ADAM, epochs=30, batch_size=16)
-    assert len(history.train_loss) == 30
-    assert history.train_loss[-1] < 0.1 * history.train_loss[0]
-    assert not model.training
-
-
-def test_a_rerun_starts_from_the_same_fresh_model():
-    """After Ctrl-C the usual habit is to re-run the cell: it must train what a clean run trains."""
-    first, _ = fit(TinyNet, mse, regression_data(), optimizer=ADAM, epochs=3, batch_size=16)
-    torch.rand(100)  # a different global random state before the re-run
-    second, _ = fit(TinyNet, mse, regression_data(), optimizer=ADAM, epochs=3, batch_size=16)
-    assert torch.equal(first.layer.weight, second.layer.weight)
-
-
-def test_nan_stops_training_with_the_step_number(tmp_path):
-    calls = []
-
-    def loss_fn(model, x, y):
-        calls.append(1)
-        loss = mse(model, x, y)
-        return loss * float("nan") if len(calls) == 8 else loss  # the 8th step is step 7
-
-    with pytest.raises(TrainingDiverged, match=r"at step 7 \(epoch 1, batch 3\).*no checkpoint"):
-        fit(TinyNet, loss_fn, regression_data(40), optimizer=functools.partial(torch.optim.SGD, lr=0.01), epochs=3,
-            batch_size=10, checkpoint=tmp_path / "m.pt")
-    assert not (tmp_path / "m.pt").exists()
-
-
-def test_a_nan_validation_loss_is_divergence_and_saves_nothing(tmp_path):
-    with pytest.raises(TrainingDiverged, match="validation loss became nan"):
-        fit(TinyNet, mse, regression_data(), optimizer=ADAM, epochs=3, batch_size=16,
-            validate=lambda m: float("nan"), checkpoint=tmp_path / "m.pt")
-    assert not (tmp_path / "m.pt").exists()
-
-
-def test_empty_training_data_is_named():
+def test_minibatches_cover_every_item_once_and_refuse_no_data():
+    batches = minibatches(10, 4, "cpu")
+    assert [len(b) for b in batches] == [4, 4, 2] and sorted(torch.cat(batches).tolist()) == list(range(10))
     with pytest.raises(ValueError, match="no training data"):
-        fit(TinyNet, mse, (torch.empty(0, 3), torch.empty(0, 1)), optimizer=ADAM, epochs=1, batch_size=4)
+        minibatches(0, 4, "cpu")
 
 
-def test_a_matching_checkpoint_skips_training_and_a_mismatch_is_refused(tmp_path):
-    path, data, settings = tmp_path / "m.pt", regression_data(), {"data": "synthetic"}
-    model, first = fit(TinyNet, mse, data, optimizer=ADAM, epochs=5, batch_size=16, checkpoint=path, settings=settings)
+def test_a_nan_stops_training_naming_the_step():
+    stop_if_diverged(torch.tensor([1.0, 2.0]), epoch=3)
+    with pytest.raises(TrainingDiverged, match=r"became nan at step 2 of epoch 3.*no checkpoint"):
+        stop_if_diverged(torch.tensor([1.0, 2.0, float("nan"), float("inf")]), epoch=3)
 
-    def must_not_train(*args):
+
+def test_the_fingerprint_follows_the_code_and_ignores_docstrings_comments_and_layout():
+    def loss_a(x):
+        """The mean square."""
+        return (x**2).mean()  # squared
+
+    def loss_b(x):
+        return (x ** 2).mean()
+
+    def loss_c(x):
+        return (x**2).sum()
+
+    assert fingerprint(loss_a) == fingerprint(loss_b) != fingerprint(loss_c)
+    assert fingerprint(loss_a, loss_c) != fingerprint(loss_c, loss_a)
+
+
+def test_a_matching_checkpoint_is_loaded_and_one_made_otherwise_is_trained_again(tmp_path, capsys):
+    path, settings = tmp_path / "m.pt", {"epochs": 3, "code": fingerprint(fit_tiny)}
+    model, history = trained(path, settings, TinyNet, fit_tiny)
+    assert not history["from_checkpoint"] and not model.training and path.exists()
+
+    def must_not_train():
         raise AssertionError("trained although a matching checkpoint exists")
 
-    again, cached = fit(TinyNet, must_not_train, data, optimizer=ADAM, epochs=5, batch_size=16, checkpoint=path,
-                        settings=settings)
-    assert cached.from_checkpoint and cached.train_loss == first.train_loss
+    again, cached = trained(path, settings, TinyNet, must_not_train)
+    assert cached["from_checkpoint"] and cached["loss"] == history["loss"] and not again.training
     assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), again.state_dict().values()))
-    # every input that changes the weights is part of the key: epochs, batch size, optimizer and its settings, seed
-    for change, message in (({"epochs": 6}, "epochs: saved 5, asked 6"), ({"batch_size": 8}, "batch_size"),
-                            ({"optimizer": functools.partial(torch.optim.Adam, lr=0.01)}, "lr=0.01"),
-                            ({"seed": 1}, "seed: saved 0, asked 1")):
-        arguments = {"optimizer": ADAM, "epochs": 5, "batch_size": 16, **change}
-        with pytest.raises(CheckpointError, match=f"other settings.*{message}"):
-            fit(TinyNet, mse, data, checkpoint=path, settings=settings, **arguments)
-    _, retrained = fit(TinyNet, mse, data, optimizer=ADAM, epochs=6, batch_size=16, checkpoint=path, settings=settings,
-                       retrain=True)
-    assert not retrained.from_checkpoint and len(retrained.train_loss) == 6
+    # a corrected answer changes the code's fingerprint: the stale model is trained again and replaced, never loaded
+    changed = {**settings, "epochs": 4, "code": "another fingerprint"}
+    retrained, fresh = trained(path, changed, TinyNet, lambda: fit_tiny(4))
+    assert not fresh["from_checkpoint"] and len(fresh["loss"]) == 4
+    assert "trained under other settings or by other code (changed: code, epochs): training again" in \
+        capsys.readouterr().out
+    assert trained(path, changed, TinyNet, must_not_train)[1]["from_checkpoint"]
 
 
-def test_early_stopping_keeps_the_best_weights():
-    snapshots = []
-
-    def make():
-        model = nn.Linear(1, 1)
-        nn.init.zeros_(model.weight)
-        return model
-
-    def validate(m):
-        snapshots.append(m.weight.item())
-        return [3.0, 1.0, 2.0, 2.5, 2.6, 2.7, 2.8][len(snapshots) - 1]
-
-    def loss_fn(m, x):
-        return (m(x) - 1).pow(2).mean()
-
-    model, history = fit(make, loss_fn, torch.ones(8, 1), optimizer=functools.partial(torch.optim.SGD, lr=0.1),
-                         epochs=7, batch_size=8, validate=validate, patience=2)
-    assert history.stopped_early and history.best_epoch == 1 and len(history.val_loss) == 4
-    assert model.weight.item() == snapshots[1]
+def test_a_file_that_is_no_checkpoint_of_the_collection_is_named_and_never_overwritten(tmp_path):
+    path = tmp_path / "m.pt"
+    path.write_bytes(b"notes of my own")
+    with pytest.raises(CheckpointError, match="not a readable checkpoint of this collection"):
+        trained(path, {}, TinyNet, fit_tiny)
+    assert path.read_bytes() == b"notes of my own"
 
 
-def test_resample_gives_fresh_inputs_each_epoch():
-    seen = []
-
-    def loss_fn(m, x):
-        seen.append(x.sum().item())
-        return m(x).sum() * 0
-
-    fit(lambda: nn.Linear(4, 1), loss_fn, torch.full((6, 4), 0.5), optimizer=functools.partial(torch.optim.SGD, lr=0.1),
-        epochs=4, batch_size=6, resample=torch.bernoulli)
-    assert len(set(seen)) > 1
+def test_a_rerun_trains_what_a_clean_run_trains():
+    """After Ctrl-C the usual habit is to run the cell again: the loop seeds itself, so it trains the same model."""
+    first, _ = fit_tiny()
+    torch.rand(100)
+    second, _ = fit_tiny()
+    assert all(torch.equal(a, b) for a, b in zip(first.state_dict().values(), second.state_dict().values()))
 
 
-def test_snapshots_are_kept_and_survive_the_checkpoint(tmp_path):
-    data = regression_data()
-    model, taken = fit(TinyNet, mse, data, optimizer=ADAM, epochs=4, batch_size=16,
-                       snapshot=lambda epoch, m: m.layer.weight.clone() if epoch in (1, 4) else None,
-                       checkpoint=tmp_path / "m.pt")
-    assert sorted(taken.snapshots) == [1, 4] and not torch.equal(taken.snapshots[1], taken.snapshots[4])
-    _, cached = fit(TinyNet, mse, data, optimizer=ADAM, epochs=4, batch_size=16, checkpoint=tmp_path / "m.pt")
-    assert torch.equal(cached.snapshots[4], model.layer.weight)
-
-
-def test_a_schedule_steps_once_per_epoch_and_is_part_of_the_key(tmp_path):
-    rates = []
-    path, data = tmp_path / "m.pt", regression_data()
-    halving = functools.partial(torch.optim.lr_scheduler.StepLR, step_size=1, gamma=0.5)
-
-    def optimizer(parameters):
-        opt = ADAM(parameters)
-        opt.register_step_post_hook(lambda o, *_: rates.append(o.param_groups[0]["lr"]))
-        return opt
-
-    fit(TinyNet, mse, data, optimizer=optimizer, schedule=halving, epochs=3, batch_size=16, checkpoint=path)
-    assert rates == [0.05] * 4 + [0.025] * 4 + [0.0125] * 4  # 64 examples in batches of 16: 4 steps an epoch
-    with pytest.raises(CheckpointError, match="other settings.*schedule: saved 'StepLR\\(gamma=0.5, step_size=1\\)'"):
-        fit(TinyNet, mse, data, optimizer=optimizer, epochs=3, batch_size=16, checkpoint=path)
-
-
-def test_describe_names_every_argument_of_a_factory():
-    from helpers.training import describe
-
-    assert describe(functools.partial(torch.optim.lr_scheduler.StepLR, 10, gamma=0.5)) == "StepLR(10, gamma=0.5)"
-    assert describe(functools.partial(torch.optim.Adam, lr=1e-3)) == "Adam(lr=0.001)"
-    assert describe(torch.optim.SGD) == "SGD" and describe(mse) == "mse"
-    assert describe(functools.partial(torch.optim.lr_scheduler.StepLR, 20)) != describe(
-        functools.partial(torch.optim.lr_scheduler.StepLR, 10))
+def test_without_a_checkpoint_nothing_is_written(tmp_path):
+    model, history = trained(None, {}, TinyNet, fit_tiny)
+    assert not history["from_checkpoint"] and list(tmp_path.iterdir()) == []

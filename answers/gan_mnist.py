@@ -3,29 +3,38 @@
 
 
 import torch
+
+
 import torch.nn.functional as F
 
 
 def discriminator_loss(logits_real, logits_fake):
-    """-[mean log D(x) + mean log(1 - D(G(z)))], from D's logits on real and on generated images."""
+    """The discriminator's loss (a scalar) from its logits on a batch of real images (n,) and of generated ones (m,)."""
     ### BEGIN SOLUTION
+    # binary cross-entropy on logits: log D = log sigmoid(s), computed without rounding sigmoid(s) to 0 or 1
     return (F.binary_cross_entropy_with_logits(logits_real, torch.ones_like(logits_real))
             + F.binary_cross_entropy_with_logits(logits_fake, torch.zeros_like(logits_fake)))
     ### END SOLUTION
 
 
 def generator_loss(logits_fake):
-    """The non-saturating generator loss -mean log D(G(z)), from D's logits on generated images."""
+    """The generator's non-saturating loss (a scalar) from the discriminator's logits on generated images (m,)."""
     ### BEGIN SOLUTION
     return F.binary_cross_entropy_with_logits(logits_fake, torch.ones_like(logits_fake))
     ### END SOLUTION
+
+
+import torch
+
+
+import torch.nn.functional as F
 
 
 def translate(images, max_shift=2):
     """Each flat image in [-1, 1] shifted by its own random whole-pixel offset in [-max_shift, max_shift]^2, the
     uncovered border filled with background (-1); differentiable in the images (DiffAugment's translation)."""
     n = len(images)
-    theta = torch.eye(2, 3, device=images.device).repeat(n, 1, 1)
+    theta = torch.eye(2, 3, device=images.device, dtype=images.dtype).repeat(n, 1, 1)
     theta[:, :, 2] = torch.randint(-max_shift, max_shift + 1, (n, 2), device=images.device) * (2 / 28)
     x = images.reshape(n, 1, 28, 28) + 1                  # background 0, so that zero padding is background
     grid = F.affine_grid(theta, x.shape, align_corners=False)
@@ -33,24 +42,26 @@ def translate(images, max_shift=2):
 
 
 def gan_step(generator, discriminator, opt_g, opt_d, real, max_shift=2):
-    """One alternating update on a batch of real images in [-1, 1], D reading translated images in both updates;
-    returns [loss_D, loss_G, mean D(x), mean D(G(z))]."""
-    z = torch.randn(len(real), generator.latent_dim, device=real.device)
+    """One update of D, then one of G, on a batch of real images (n, 784) in [-1, 1], D reading images translated by
+    up to `max_shift` pixels; returns the tensor [loss_D, loss_G, mean D(x), mean D(G(z))] of D's update."""
+    z = torch.randn(len(real), generator.latent_dim, device=real.device, dtype=real.dtype)
     fake = generator(z)
+    ############################
+    # (1) Update D network: maximize log(D(x)) + log(1 - D(G(z)))
+    ############################
     ### BEGIN SOLUTION
-    ############################
-    # (1) Update D: maximize log(D(x)) + log(1 - D(G(z)))
-    ############################
     logits_real = discriminator(translate(real, max_shift))
-    logits_fake = discriminator(translate(fake.detach(), max_shift))
+    logits_fake = discriminator(translate(fake.detach(), max_shift))   # detached: D's loss must not reach G
     loss_d = discriminator_loss(logits_real, logits_fake)
     opt_d.zero_grad(set_to_none=True)
     loss_d.backward()
     opt_d.step()
+    ### END SOLUTION
     ############################
-    # (2) Update G: maximize log(D(G(z)))
+    # (2) Update G network: maximize log(D(G(z)))
     ############################
-    loss_g = generator_loss(discriminator(translate(fake, max_shift)))
+    ### BEGIN SOLUTION
+    loss_g = generator_loss(discriminator(translate(fake, max_shift)))   # a fresh shift, through the updated D
     opt_g.zero_grad(set_to_none=True)
     loss_g.backward()
     opt_g.step()

@@ -6,14 +6,17 @@ import torch
 
 
 def gan_value(discriminator, generator, x_real, z):
-    """V(D, G) = E_{p_data} log D(x) + E_{p_z} log(1 - D(G(z))), estimated by averages over samples x_real and z."""
+    """V(D, G) estimated from samples x_real of p_data and z of p_z (a scalar tensor, in nats)."""
     ### BEGIN SOLUTION
     return torch.log(discriminator(x_real)).mean() + torch.log1p(-discriminator(generator(z))).mean()
     ### END SOLUTION
 
 
+import torch
+
+
 def value_on_grid(d, p_data, p_model, dx):
-    """V(D, G) = integral of p_data log D + p_G log(1 - D) over x, as a Riemann sum of grid values with spacing dx."""
+    """V(D, G) as a Riemann sum over grid points spaced dx apart, from D, p_data and p_G at those points (a scalar)."""
     ### BEGIN SOLUTION
     return ((p_data * torch.log(d) + p_model * torch.log1p(-d)) * dx).sum()
     ### END SOLUTION
@@ -23,7 +26,7 @@ import torch
 
 
 def optimal_discriminator(p_data, p_model):
-    """D*_G(x) = p_data(x) / (p_data(x) + p_G(x)), from the density values at the same points."""
+    """D*_G at points where p_data and p_G take the given values (elementwise, in (0, 1))."""
     ### BEGIN SOLUTION
     return p_data / (p_data + p_model)
     ### END SOLUTION
@@ -31,33 +34,27 @@ def optimal_discriminator(p_data, p_model):
 
 import math
 
+
 import torch
 
 
 def kl_on_grid(p, q, dx):
-    """KL(p || q) = integral of p log(p / q), a Riemann sum of grid values with spacing dx (0 log 0 = 0)."""
-    ### BEGIN SOLUTION
+    """KL(p || q) in nats as a Riemann sum of density values on a grid with spacing dx (0 log 0 = 0)."""
     mask = p > 0
     return ((p[mask] * (p[mask].log() - q[mask].log())) * dx).sum()
-    ### END SOLUTION
-
-
-def jsd_on_grid(p, q, dx):
-    """JSD(p || q) = KL(p || m) / 2 + KL(q || m) / 2 with m = (p + q) / 2."""
-    ### BEGIN SOLUTION
-    m = (p + q) / 2
-    return 0.5 * kl_on_grid(p, m, dx) + 0.5 * kl_on_grid(q, m, dx)
-    ### END SOLUTION
 
 
 def value_at_optimal_discriminator(p_data, p_model, dx):
-    """C(G) = max_D V(D, G) = V(D*_G, G) = -log 4 + 2 JSD(p_data || p_G)."""
+    """C(G) = max_D V(D, G) in nats, from the densities of p_data and p_G on a grid with spacing dx."""
     ### BEGIN SOLUTION
-    return -math.log(4) + 2 * jsd_on_grid(p_data, p_model, dx)
+    m = (p_data + p_model) / 2
+    jsd = 0.5 * kl_on_grid(p_data, m, dx) + 0.5 * kl_on_grid(p_model, m, dx)
+    return -math.log(4) + 2 * jsd
     ### END SOLUTION
 
 
 import torch
+
 
 FEATURES = {"linear": (lambda x: torch.stack([torch.ones_like(x), x], -1),
                        lambda x: torch.stack([torch.zeros_like(x), torch.ones_like(x)], -1)),
@@ -65,15 +62,8 @@ FEATURES = {"linear": (lambda x: torch.stack([torch.ones_like(x), x], -1),
                           lambda x: torch.stack([torch.zeros_like(x), torch.ones_like(x), 2 * x], -1))}
 
 
-def gan_objective(w, a, c, x_real, z, features):
-    """L = mean of log D(x_i) + log(1 - D(G(z_i))), D(x) = sigmoid(w . phi(x)), G(z) = a z + c: autograd's reference."""
-    phi, _ = FEATURES[features]
-    fake = a * z + c
-    return (torch.log(torch.sigmoid(phi(x_real) @ w)) + torch.log1p(-torch.sigmoid(phi(fake) @ w))).mean()
-
-
 def discriminator_gradient(w, a, c, x_real, z, features):
-    """dL/dw = mean of (1 - D(x_i)) phi(x_i) - D(G(z_i)) phi(G(z_i))."""
+    """dL/dw, shaped like w, for D(x) = sigmoid(w . phi(x)) and G(z) = a z + c (phi = FEATURES[features][0])."""
     phi, _ = FEATURES[features]
     ### BEGIN SOLUTION
     fake = a * z + c
@@ -82,26 +72,76 @@ def discriminator_gradient(w, a, c, x_real, z, features):
     ### END SOLUTION
 
 
-def generator_gradient(w, a, c, z, features, non_saturating=False):
-    """(dL/da, dL/dc); with non_saturating, those of L_G = -mean log D(G(z_i)) instead."""
+import torch
+
+
+def generator_gradient(w, a, c, z, features):
+    """(dL/da, dL/dc), two scalars, for D(x) = sigmoid(w . phi(x)) and G(z) = a z + c (phi, phi' = FEATURES[features])."""
     phi, dphi = FEATURES[features]
     ### BEGIN SOLUTION
     fake = a * z + c
     d_fake = torch.sigmoid(phi(fake) @ w)
-    weight = (1 - d_fake) if non_saturating else d_fake
     slope = dphi(fake) @ w
-    return -(weight * slope * z).mean(), -(weight * slope).mean()
+    return -(d_fake * slope * z).mean(), -(d_fake * slope).mean()
     ### END SOLUTION
 
 
-def hand_gradients(w, a, c, x_real, z, features, non_saturating=False):
-    """(dL/dw, dL/da, dL/dc) by the formulas above."""
-    return (discriminator_gradient(w, a, c, x_real, z, features),
-            *generator_gradient(w, a, c, z, features, non_saturating))
+import torch
 
 
-def simultaneous_step(w, a, c, grad_w, grad_a, grad_c, lr):
-    """Both players step from the same current parameters: w up its gradient, (a, c) down theirs."""
+def non_saturating_generator_gradient(w, a, c, z, features):
+    """(dL_G/da, dL_G/dc), two scalars, for L_G = -mean log D(G(z_i)) with the toy D and G."""
+    phi, dphi = FEATURES[features]
     ### BEGIN SOLUTION
+    fake = a * z + c
+    d_fake = torch.sigmoid(phi(fake) @ w)
+    slope = dphi(fake) @ w
+    return -((1 - d_fake) * slope * z).mean(), -((1 - d_fake) * slope).mean()
+    ### END SOLUTION
+
+
+import torch
+
+
+def simultaneous_update(w, a, c, x_real, z, features, lr):
+    """(w, a, c) after one simultaneous step of both players on L with learning rate lr."""
+    ### BEGIN SOLUTION
+    grad_w = discriminator_gradient(w, a, c, x_real, z, features)
+    grad_a, grad_c = generator_gradient(w, a, c, z, features)
     return w + lr * grad_w, a - lr * grad_a, c - lr * grad_c
+    ### END SOLUTION
+
+
+import torch
+
+
+def generator_loss_slopes(d_fake):
+    """(d/ds log(1 - D), d/ds -log D) at points where D = sigmoid(s) takes the values d_fake, elementwise."""
+    ### BEGIN SOLUTION
+    return -d_fake, -(1 - d_fake)
+    ### END SOLUTION
+
+
+import torch
+
+
+def training_round(w, a, c, real_batches, noise_batches, generator_noise, lr_discriminator, lr_generator, features):
+    """(w, a, c) after one round: one discriminator step per (real, noise) batch, then one non-saturating generator step."""
+    ### BEGIN SOLUTION
+    for real, noise in zip(real_batches, noise_batches):
+        w = w + lr_discriminator * discriminator_gradient(w, a, c, real, noise, features)
+    grad_a, grad_c = non_saturating_generator_gradient(w, a, c, generator_noise, features)
+    return w, a - lr_generator * grad_a, c - lr_generator * grad_c
+    ### END SOLUTION
+
+
+import torch
+
+
+def non_saturating_criterion(p_data, p_model, dx):
+    """The divergence between p_G and p_data whose gradient the non-saturating generator follows at D = D* (nats)."""
+    ### BEGIN SOLUTION
+    m = (p_data + p_model) / 2
+    jsd = 0.5 * kl_on_grid(p_data, m, dx) + 0.5 * kl_on_grid(p_model, m, dx)
+    return kl_on_grid(p_model, p_data, dx) - 2 * jsd
     ### END SOLUTION

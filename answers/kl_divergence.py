@@ -13,11 +13,28 @@ def gaussian_kl(m1, s1, m2, s2):
     ### END SOLUTION
 
 
+# (m1, s1, m2, s2) of p = N(m1, s1^2) and q = N(m2, s2^2)
+### BEGIN SOLUTION
+pairs = {"small": (0.0, 1.0, 0.05, 1.05), "large": (0.0, 0.5, 5.0, 1.0)}
+### END SOLUTION
+
+
+import torch
+
+
+def kl_equal_variance(m1, m2, s):
+    """KL(N(m1, s^2) || N(m2, s^2)) in nats, elementwise, in its simplified form."""
+    m1, m2, s = map(torch.as_tensor, (m1, m2, s))
+    ### BEGIN SOLUTION
+    return (m1 - m2) ** 2 / (2 * s**2)
+    ### END SOLUTION
+
+
 import torch
 
 
 def gaussian_kl_full(m1, cov1, m2, cov2):
-    """KL(N(m1, cov1) || N(m2, cov2)) = 1/2 [tr(cov2^-1 cov1) - d + (m2-m1)^T cov2^-1 (m2-m1) + log |cov2|/|cov1|]."""
+    """KL(N(m1, cov1) || N(m2, cov2)) for means (..., d) and covariance matrices (..., d, d)."""
     ### BEGIN SOLUTION
     d = m1.shape[-1]
     chol2 = torch.linalg.cholesky(cov2)
@@ -30,7 +47,7 @@ def gaussian_kl_full(m1, cov1, m2, cov2):
 
 
 def kl_to_standard_normal(mu, logvar):
-    """KL(N(mu, diag(exp(logvar))) || N(0, I)) = 1/2 sum(s^2 + mu^2 - log s^2 - 1): the VAE's regulariser."""
+    """KL(N(mu, diag(exp(logvar))) || N(0, I)) per row: the VAE's regulariser, from the encoder's mean and log-variance."""
     ### BEGIN SOLUTION
     return 0.5 * (logvar.exp() + mu**2 - logvar - 1).sum(-1)
     ### END SOLUTION
@@ -38,11 +55,12 @@ def kl_to_standard_normal(mu, logvar):
 
 import math
 
+
 import torch
 
 
 def kl_segments(theta_p, theta_q):
-    """KL(P_theta_p || P_theta_q) for the uniform distributions on {theta} x [0, 1], from their supports."""
+    """KL(P_theta_p || P_theta_q) for the uniform distributions on the segments {theta} x [0, 1], in nats."""
     ### BEGIN SOLUTION
     # P has density 1 on its segment; Q's density there is 1 if the segments coincide, else 0 (log 1/0 = inf)
     return 0.0 if theta_p == theta_q else math.inf
@@ -50,15 +68,14 @@ def kl_segments(theta_p, theta_q):
 
 
 def js_segments(theta_p, theta_q):
-    """JS(P_theta_p, P_theta_q) = 1/2 KL(P || M) + 1/2 KL(Q || M), M = (P + Q) / 2: log 2 for disjoint supports."""
+    """The Jensen-Shannon divergence between P_theta_p and P_theta_q, in nats."""
     ### BEGIN SOLUTION
-    # on disjoint supports M has half of each density, so each KL term is log(1 / (1/2)) = log 2
     return 0.0 if theta_p == theta_q else math.log(2)
     ### END SOLUTION
 
 
 def wasserstein1_empirical(a, b) -> float:
-    """Exact W1 between the uniform distributions on two equal-size point sets (an optimal assignment)."""
+    """Exact W1 between the uniform distributions on two equal-size point sets a and b, (n, dim) each."""
     from scipy.optimize import linear_sum_assignment
 
     ### BEGIN SOLUTION

@@ -2,33 +2,66 @@
 # ruff: noqa
 
 
-def negative_elbo(reconstruction, kl):
-    """The minibatch loss: the mean over the minibatch of -(E_q log p(x|z)) + KL(q(z|x) || p(z));
-    `reconstruction` is E_q log p(x|z) per example."""
+import torch
+
+
+def naive_log_marginal(log_likelihood, z):
+    """The log of the naive Monte Carlo estimate of p(x) from K samples z of the prior, shape (..., K, d): one estimate
+    per leading index, shape (...). `log_likelihood(z)` gives log p(x | z), shape (..., K)."""
     ### BEGIN SOLUTION
-    return (kl - reconstruction).mean()
+    import math
+
+    return torch.logsumexp(log_likelihood(z), -1) - math.log(z.shape[-2])
     ### END SOLUTION
 
 
-import math
+def importance_log_marginal(log_likelihood, prior, proposal, z):
+    """The log of the importance-sampling estimate of p(x) from K samples z of `proposal`, shape (..., K, d): one
+    estimate per leading index, shape (...). `prior` and `proposal` are torch distributions over z."""
+    ### BEGIN SOLUTION
+    import math
+
+    log_weights = log_likelihood(z) + prior.log_prob(z) - proposal.log_prob(z)
+    return torch.logsumexp(log_weights, -1) - math.log(z.shape[-2])
+    ### END SOLUTION
+
+
+def elbo_gap(q, posterior):
+    """log p(x) - ELBO(q), the remainder of route 2, from q and the posterior p(z | x): both MultivariateNormal,
+    with batch shapes that broadcast."""
+    ### BEGIN SOLUTION
+    from torch.distributions import kl_divergence
+
+    return kl_divergence(q, posterior)
+    ### END SOLUTION
+
 
 import torch
-from torch.distributions import MultivariateNormal, kl_divergence
+
+
+from torch.distributions import MultivariateNormal
 
 
 def linear_gaussian_posterior(x, W, b, s):
-    """p(z | x) = N(m, C) for z ~ N(0, I), x | z ~ N(Wz + b, s^2 I):
-    C = (I + W^T W / s^2)^-1, m = C W^T (x - b) / s^2."""
+    """p(z | x) as a MultivariateNormal for z ~ N(0, I_d), x | z ~ N(W z + b, s^2 I_D); x is (D,) or a batch (..., D),
+    W is (D, d), b is (D,), s a positive number."""
     ### BEGIN SOLUTION
     C = torch.linalg.inv(torch.eye(W.shape[1], dtype=W.dtype) + W.T @ W / s**2)
-    return MultivariateNormal(C @ W.T @ (x - b) / s**2, C)
+    return MultivariateNormal((x - b) @ W @ C / s**2, C)
     ### END SOLUTION
 
 
+import torch
+
+
 def linear_gaussian_elbo(x, q, W, b, s):
-    """The ELBO of a Gaussian q = N(mu, Sigma) (batches allowed) on that model:
-    E_q log p(x | z) in closed form, minus KL(q || N(0, I))."""
+    """The ELBO of a Gaussian q (a MultivariateNormal over z, batches allowed) for the observation x of the
+    linear-Gaussian model z ~ N(0, I_d), x | z ~ N(W z + b, s^2 I_D), in closed form; one value per q."""
     ### BEGIN SOLUTION
+    import math
+
+    from torch.distributions import MultivariateNormal, kl_divergence
+
     mu, Sigma = q.mean, q.covariance_matrix
     D, d = W.shape
     squared_error = (x - mu @ W.T - b).square().sum(-1) + (W @ Sigma @ W.T).diagonal(dim1=-2, dim2=-1).sum(-1)
@@ -38,47 +71,47 @@ def linear_gaussian_elbo(x, q, W, b, s):
     ### END SOLUTION
 
 
-import math
-
 import torch
-
-
-def naive_log_marginal(log_likelihood, prior, shape):
-    """log of (1/K) sum_k p(x | z_k) with z_k ~ p(z), sampling the prior; K = shape[-1], one estimate per row."""
-    ### BEGIN SOLUTION
-    z = prior.sample(shape)
-    return torch.logsumexp(log_likelihood(z), -1) - math.log(shape[-1])
-    ### END SOLUTION
-
-
-def importance_log_marginal(log_likelihood, prior, proposal, shape):
-    """log of (1/K) sum_k p(x | z_k) p(z_k) / q(z_k) with z_k ~ q: importance sampling; K = shape[-1]."""
-    ### BEGIN SOLUTION
-    z = proposal.sample(shape)
-    log_weights = log_likelihood(z) + prior.log_prob(z) - proposal.log_prob(z)
-    return torch.logsumexp(log_weights, -1) - math.log(shape[-1])
-    ### END SOLUTION
-
-
-import torch
-
-
-def discrete_elbo(log_q, log_joint):
-    """L(q) = sum_k q_k (log p(x, z = k) - log q_k) for a discrete latent, from log q_k and log p(x, z = k)."""
-    ### BEGIN SOLUTION
-    return (log_q.exp() * (log_joint - log_q)).sum(-1)
-    ### END SOLUTION
 
 
 def optimal_q(log_joint):
-    """The Lagrangian's solution: q*_k = p(x, z = k) / sum_k' p(x, z = k') = p(z = k | x), from log p(x, z = k)."""
+    """The probability vector q over the K values of z that maximises the ELBO, from log p(x, k) for each value k of
+    z, shape (..., K)."""
     ### BEGIN SOLUTION
     return torch.softmax(log_joint, -1)
     ### END SOLUTION
 
 
+import torch
+
+
 def lagrange_multiplier(log_joint):
-    """The multiplier at the optimum: e^(lambda - 1) = 1 / p(x), so lambda = 1 - log p(x)."""
+    """The Lagrange multiplier lambda of the sum-to-one constraint at the maximiser of the ELBO, for the Lagrangian
+    L(q) + lambda (sum_k q_k - 1), from log p(x, k) for each value k of z, shape (..., K); one per leading index."""
     ### BEGIN SOLUTION
     return 1 - torch.logsumexp(log_joint, -1)
+    ### END SOLUTION
+
+
+import torch
+
+
+def per_datapoint_loss(x, z, mu, logvar, log_likelihood):
+    """A VAE's loss for each datapoint of a batch, estimated from one sample z_n of q(z | x_n), the Gaussian
+    N(mu_n, diag exp(logvar_n)), with the prior N(0, I): x is (B, D); z, mu and logvar are (B, d); log_likelihood(x, z)
+    gives log p(x_n | z_n), shape (B,). Returns shape (B,)."""
+    ### BEGIN SOLUTION
+    from torch.distributions import Independent, Normal, kl_divergence
+
+    q = Independent(Normal(mu, (0.5 * logvar).exp()), 1)
+    prior = Independent(Normal(torch.zeros_like(mu), torch.ones_like(mu)), 1)
+    return -log_likelihood(x, z) + kl_divergence(q, prior)
+    ### END SOLUTION
+
+
+def negative_elbo(reconstruction, kl):
+    """The loss of a minibatch, from each datapoint's reconstruction term (E_q log p(x_n | z), estimated) and KL term
+    KL(q(z | x_n) || p(z)), both shape (B,)."""
+    ### BEGIN SOLUTION
+    return (kl - reconstruction).mean()
     ### END SOLUTION

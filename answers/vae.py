@@ -4,15 +4,53 @@
 
 import math
 
+
 import torch
+
+
+def log_prior(z):
+    """log p(z) under the prior N(0, I), in nats: one value per latent point, z (..., d) -> (...)."""
+    ### BEGIN SOLUTION
+    return -0.5 * (z.square() + math.log(2 * math.pi)).sum(-1)
+    ### END SOLUTION
+
+
+def log_q(z, mu, logvar):
+    """log q(z) under N(mu, diag exp(logvar)), in nats: z (..., d) against mu and logvar that broadcast with it -> (...)."""
+    ### BEGIN SOLUTION
+    return -0.5 * ((z - mu).square() / logvar.exp() + logvar + math.log(2 * math.pi)).sum(-1)
+    ### END SOLUTION
+
+
+import torch
+
+
 import torch.nn.functional as F
 
-from answers.kl_divergence import kl_to_standard_normal    # N, derived in notebook 03
-from answers.latent_variable_models import negative_elbo  # A7, derived in notebook 02
+
+def log_bernoulli(x, logits):
+    """log p(x|z) of binary images x under independent Bernoulli pixels whose probabilities are sigmoid(logits),
+    summed over the pixels, in nats; x (..., D) broadcasts against logits (..., D) -> (...); finite for any logits."""
+    ### BEGIN SOLUTION
+    return -F.binary_cross_entropy_with_logits(logits, x.expand_as(logits), reduction="none").sum(-1)
+    ### END SOLUTION
+
+
+def log_px_given_z(model, x, z):
+    """log p(x|z) under the model's decoder, Bernoulli (C1a) or Gaussian (A6); x broadcasts against the leading
+    sample dimensions of z."""
+    logits = model.decoder(z)
+    if model.likelihood == "bernoulli":
+        return log_bernoulli(x, logits)
+    return log_gaussian(x, torch.sigmoid(logits), model.precision)
+
+
+import torch
 
 
 def reparameterize(mu, logvar, samples=None):
-    """B2: z = mu + sigma * eps, eps ~ N(0, I): a sample of q(z|x) whose gradient reaches mu and log sigma^2."""
+    """Draws of z ~ N(mu, diag exp(logvar)), differentiable in mu and logvar: shape mu.shape, or (samples, *mu.shape)
+    for `samples` draws; the noise comes from torch's global generator, on mu's device and in mu's dtype."""
     shape = mu.shape if samples is None else (samples, *mu.shape)
     ### BEGIN SOLUTION
     eps = torch.randn(shape, device=mu.device, dtype=mu.dtype)
@@ -20,30 +58,15 @@ def reparameterize(mu, logvar, samples=None):
     ### END SOLUTION
 
 
-def log_bernoulli(x, logits):
-    """C1a: sum_j x_j log f_j + (1 - x_j) log(1 - f_j) with f = sigmoid(logits), computed from logits without overflow."""
-    ### BEGIN SOLUTION
-    return -F.binary_cross_entropy_with_logits(logits, x.expand_as(logits), reduction="none").sum(-1)
-    ### END SOLUTION
+import torch
 
 
-def log_gaussian(x, mean, precision):
-    """A6: log N(x; mean, I / precision), summed over the pixels."""
-    ### BEGIN SOLUTION
-    return 0.5 * x.shape[-1] * math.log(precision / (2 * math.pi)) - 0.5 * precision * (x - mean).square().sum(-1)
-    ### END SOLUTION
-
-
-def log_px_given_z(model, x, z):
-    """log p(x|z) under the model's decoder; x broadcasts against the leading sample dimensions of z."""
-    logits = model.decoder(z)
-    if model.likelihood == "bernoulli":
-        return log_bernoulli(x, logits)
-    return log_gaussian(x, torch.sigmoid(logits), model.precision)
+from answers.kl_divergence import kl_to_standard_normal    # question N, notebook 03
 
 
 def elbo_terms(model, x, samples=1):
-    """Per example: the reconstruction E_q log p(x|z) (`samples` reparameterised draws) and KL(q(z|x) || p(z))."""
+    """For each image of x (n, 784): the reconstruction term E_q log p(x|z), estimated from `samples` draws of
+    `reparameterize`, and KL(q(z|x) || p(z)) in closed form; two tensors (n,), in nats."""
     mu, logvar = model.encode(x)
     ### BEGIN SOLUTION
     z = reparameterize(mu, logvar, samples)
@@ -52,26 +75,151 @@ def elbo_terms(model, x, samples=1):
 
 
 def elbo(model, x, samples=1):
-    """The ELBO of each example, in nats: E_q[log p(x|z)] - KL(q(z|x) || p(z))."""
+    """The ELBO of each image of x (n, 784), in nats, from `samples` draws: (n,)."""
+    ### BEGIN SOLUTION
     reconstruction, kl = elbo_terms(model, x, samples)
     return reconstruction - kl
+    ### END SOLUTION
+
+
+import torch
+
+
+def score_function_gradient(h, mu, sigma, z):
+    """Single-draw score-function (REINFORCE) estimates of the gradient of E[h(z)], z ~ N(mu, sigma^2), with respect
+    to (mu, sigma), one per draw of z (n,): shape (2, n), the mu-component first."""
+    ### BEGIN SOLUTION
+    score_mu = (z - mu) / sigma**2                               # d/dmu log N(z; mu, sigma^2)
+    score_sigma = (z - mu) ** 2 / sigma**3 - 1 / sigma           # d/dsigma log N(z; mu, sigma^2)
+    return torch.stack([h(z) * score_mu, h(z) * score_sigma])
+    ### END SOLUTION
+
+
+def reparameterised_gradient(h, mu, sigma, eps):
+    """Single-draw reparameterised estimates of the same gradient, one per draw of eps (n,) from N(0, 1):
+    shape (2, n), the mu-component first."""
+    ### BEGIN SOLUTION
+    z = (mu + sigma * eps).detach().requires_grad_(True)
+    (slope,) = torch.autograd.grad(h(z).sum(), z)                # h'(z) for each draw
+    return torch.stack([slope, slope * eps])                     # dz/dmu = 1, dz/dsigma = eps
+    ### END SOLUTION
+
+
+from answers.latent_variable_models import negative_elbo    # question N, notebook 02
 
 
 def vae_loss(model, x):
-    """The training loss: the minibatch mean of -ELBO, one reparameterised sample per example."""
+    """The training loss of a minibatch x (n, 784), a scalar to minimise, from one reparameterised draw per image."""
+    ### BEGIN SOLUTION
     return negative_elbo(*elbo_terms(model, x))
+    ### END SOLUTION
+
+
+import torch
+
+
+def interpolate(model, x_start, x_end, steps=10):
+    """The decoder's pixel means f(z) at `steps` evenly spaced points z of the segment from the encoder mean of
+    x_start to that of x_end (images (784,)), both ends included: (steps, 784)."""
+    ### BEGIN SOLUTION
+    with torch.no_grad():
+        start, end = model.encode(torch.stack([x_start, x_end]))[0]
+        t = torch.linspace(0, 1, steps, device=start.device, dtype=start.dtype)[:, None]
+        return model.decode((1 - t) * start + t * end)
+    ### END SOLUTION
+
+
+import torch
+
+
+def latent_grid(n):
+    """The n x n latent points (n * n, 2) of the grid of equal prior mass, row by row from the top."""
+    ### BEGIN SOLUTION
+    quantiles = torch.distributions.Normal(0.0, 1.0).icdf((torch.arange(n) + 0.5) / n)
+    z2, z1 = torch.meshgrid(quantiles.flip(0), quantiles, indexing="ij")
+    return torch.stack([z1, z2], -1).reshape(-1, 2)
+    ### END SOLUTION
+
+
+import torch
+
+
+def fit_q(model, x, observed, mu, logvar, steps, samples=16, lr=0.05):
+    """Stochastic variational inference: the mean and log-variance (n, d) of q(z) = N(mu, diag exp(logvar)) for each
+    image of x (n, 784), fitted by `steps` Adam steps (learning rate lr) to the ELBO of its pixels where `observed`
+    (784,) is true, from (mu, logvar), with `samples` draws of `reparameterize` per step; the model is unchanged."""
+    ### BEGIN SOLUTION
+    mu, logvar = mu.detach().clone().requires_grad_(True), logvar.detach().clone().requires_grad_(True)
+    optimizer = torch.optim.Adam([mu, logvar], lr=lr)
+    weights = [p for p in model.parameters() if p.requires_grad]
+    for p in weights:                     # no gradient for the weights: only q moves, at half the cost
+        p.requires_grad_(False)
+    try:
+        for _ in range(steps):
+            z = reparameterize(mu, logvar, samples)
+            likelihood = log_bernoulli(x[:, observed], model.decoder(z)[..., observed]).mean(0)
+            loss = (kl_to_standard_normal(mu, logvar) - likelihood).sum()
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+    finally:
+        for p in weights:
+            p.requires_grad_(True)
+    return mu.detach(), logvar.detach()
+    ### END SOLUTION
+
+
+import math
+
+
+import torch
+
+
+def log_gaussian(x, mean, precision):
+    """log N(x; mean, I / precision) of images x under a spherical Gaussian, summed over the pixels: (..., D) -> (...)."""
+    ### BEGIN SOLUTION
+    return 0.5 * x.shape[-1] * math.log(precision / (2 * math.pi)) - 0.5 * precision * (x - mean).square().sum(-1)
+    ### END SOLUTION
+
+
+def ml_precision(x, mean):
+    """The precision that maximises the Gaussian log-likelihood of images x (n, D) around means `mean` (..., n, D),
+    over all the images (and leading draws): a positive number."""
+    ### BEGIN SOLUTION
+    return x.shape[-1] / (x - mean).square().sum(-1).mean().item()
+    ### END SOLUTION
+
+
+import torch
+
+
+def elbo_estimates(model, x, samples):
+    """`samples` single-draw ELBO estimates per image of x (n, 784), from the same draws of `reparameterize`: with the
+    KL in closed form, and with the KL estimated from the draw; two tensors (samples, n), in nats."""
+    mu, logvar = model.encode(x)
+    ### BEGIN SOLUTION
+    z = reparameterize(mu, logvar, samples)
+    reconstruction = log_px_given_z(model, x, z)
+    return reconstruction - kl_to_standard_normal(mu, logvar), reconstruction + log_prior(z) - log_q(z, mu, logvar)
+    ### END SOLUTION
+
+
+import math
+
+
+import torch
 
 
 def log_likelihood(model, x, k=1000, chunk=100):
-    """Importance-sampled log p(x) = log (1/K) sum_k p(x|z_k) p(z_k) / q(z_k|x), z_k ~ q(z|x); per example."""
-    with torch.no_grad():  # an estimate to report, never to train on
+    """The importance-sampled estimate of log p(x) for each image of x (n, 784), in nats, with the encoder's q(z|x) as
+    the proposal and k draws of `reparameterize`, `chunk` at a time (the last chunk holds the remainder): (n,)."""
+    with torch.no_grad():                            # an estimate to report, never to train on
         mu, logvar = model.encode(x)
+        sizes = [chunk] * (k // chunk) + ([k % chunk] if k % chunk else [])
+        ### BEGIN SOLUTION
         log_weights = []
-        for size in [chunk] * (k // chunk) + ([k % chunk] if k % chunk else []):
-            ### BEGIN SOLUTION
+        for size in sizes:
             z = reparameterize(mu, logvar, size)
-            log_prior = -0.5 * (z.square() + math.log(2 * math.pi)).sum(-1)
-            log_q = -0.5 * ((z - mu).square() / logvar.exp() + logvar + math.log(2 * math.pi)).sum(-1)
-            log_weights.append(log_px_given_z(model, x, z) + log_prior - log_q)
-            ### END SOLUTION
+            log_weights.append(log_px_given_z(model, x, z) + log_prior(z) - log_q(z, mu, logvar))
         return torch.logsumexp(torch.cat(log_weights), 0) - math.log(k)
+        ### END SOLUTION

@@ -97,7 +97,11 @@ def test_cannot_write_outside(area):
     result = area.run(attempts([f"open({str(t)!r}, 'w').write('x')" for t in targets] +
                                [f"open({str(readonly / 'data.txt')!r}).read()", "open('mine.txt', 'w').write('ok')"]),
                       readonly=[readonly])
-    assert result.stdout.count("blocked") == len(targets) and result.stdout.count("worked") == 2, result.stdout
+    # A checkout under /tmp shows inside the sandbox as folders of the sandbox's private /tmp: a write to its path
+    # lands in that tmpfs and may succeed there; the real file is checked below.
+    private = 1 if str(ROOT).startswith("/tmp/") else 0
+    assert result.stdout.count("blocked") == len(targets) - private, result.stdout
+    assert result.stdout.count("worked") == 2 + private, result.stdout
     assert (area.job / "mine.txt").read_text() == "ok"
     assert not any(Path(t).exists() for t in targets if str(t).endswith(("pwned", "new", "new.txt")))
     assert area.unchanged()

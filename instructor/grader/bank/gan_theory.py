@@ -117,34 +117,45 @@ def _two_jsd(p, q, dx):
     return 2 * _entropy((p + q) / 2, dx) - _entropy(p, dx) - _entropy(q, dx)
 
 
-@hidden_test("C3d", points=1, shared=(call_with_stand_ins,))
+def _pairs_with_values(rng, with_equal_pair=False, zeros=False) -> dict:
+    """Fresh pairs of densities, each with what C3c's D* and C3d's C(G) give for it (the stand-ins return them)."""
+    pairs, dx = _grid_pairs(rng, 3, zeros=zeros)
+    if with_equal_pair:
+        pairs.append({"p_data": pairs[0]["p_data"], "p_model": pairs[0]["p_data"]})
+    for pair in pairs:
+        pair["d_star"] = pair["p_data"] / (pair["p_data"] + pair["p_model"])
+        pair["value"] = (-math.log(4) + _two_jsd(pair["p_data"], pair["p_model"], dx)).item()
+    return {"pairs": pairs, "dx": dx}
+
+
+def _on_each_pair(answers, name: str, value_name: str, inputs) -> dict:
+    """`answers.name` on each pair, with C3c's `optimal_discriminator` and the function `value_name` (C3b's or
+    C3d's) replaced by stand-ins that return the pair's right values."""
+    values = []
+    for pair in inputs["pairs"]:
+        def optimal_discriminator(p, q, pair=pair):
+            return pair["d_star"] if p is pair["p_data"] else 1 - pair["d_star"]
+
+        def value(*args, pair=pair):
+            return torch.tensor(pair["value"], dtype=torch.float64)
+
+        stand_ins = {"optimal_discriminator": optimal_discriminator, value_name: value}
+        values.append(call_with_stand_ins(answers, name, stand_ins, pair["p_data"], pair["p_model"], inputs["dx"]))
+    return {"values": [float(v) for v in values]}
+
+
+@hidden_test("C3d", points=1, shared=(call_with_stand_ins, _on_each_pair))
 class ValueAtOptimalDiscriminator:
     """`value_at_optimal_discriminator` on fresh pairs of densities (and p_G = p_data), against the grader's own
     route"""
 
     @staticmethod
     def inputs(rng):
-        pairs, dx = _grid_pairs(rng, 3)
-        pairs.append({"p_data": pairs[0]["p_data"], "p_model": pairs[0]["p_data"]})
-        for pair in pairs:       # what C3b's and C3c's functions give for this pair: the stand-ins return them
-            pair["d_star"] = pair["p_data"] / (pair["p_data"] + pair["p_model"])
-            pair["value"] = (-math.log(4) + _two_jsd(pair["p_data"], pair["p_model"], dx)).item()
-        return {"pairs": pairs, "dx": dx}
+        return _pairs_with_values(rng, with_equal_pair=True)
 
     @staticmethod
     def probe(answers, inputs):
-        values = []
-        for pair in inputs["pairs"]:
-            def optimal_discriminator(p, q, pair=pair):
-                return pair["d_star"] if p is pair["p_data"] else 1 - pair["d_star"]
-
-            def value_on_grid(d, p, q, dx, pair=pair):
-                return torch.tensor(pair["value"], dtype=torch.float64)
-
-            stand_ins = {"optimal_discriminator": optimal_discriminator, "value_on_grid": value_on_grid}
-            values.append(call_with_stand_ins(answers, "value_at_optimal_discriminator", stand_ins, pair["p_data"],
-                                              pair["p_model"], inputs["dx"]))
-        return {"values": [float(v) for v in values]}
+        return _on_each_pair(answers, "value_at_optimal_discriminator", "value_on_grid", inputs)
 
     @staticmethod
     def check(inputs, outputs, ref):
@@ -152,34 +163,18 @@ class ValueAtOptimalDiscriminator:
         return compare(outputs["values"], expected, "C(G) for four pairs of densities", rtol=1e-6)
 
 
-@hidden_test("A17", points=2, shared=(call_with_stand_ins,))
+@hidden_test("A17", points=2, shared=(call_with_stand_ins, _on_each_pair))
 class NonSaturatingCriterion:
     """`non_saturating_criterion` on fresh pairs of densities (one with p_G = 0 on part of the grid), against the
     grader's own route"""
 
     @staticmethod
     def inputs(rng):
-        pairs, dx = _grid_pairs(rng, 3, zeros=True)
-        for pair in pairs:       # what C3c's and C3d's functions give for this pair: the stand-ins return them
-            pair["d_star"] = pair["p_data"] / (pair["p_data"] + pair["p_model"])
-            pair["value"] = (-math.log(4) + _two_jsd(pair["p_data"], pair["p_model"], dx)).item()
-        return {"pairs": pairs, "dx": dx}
+        return _pairs_with_values(rng, zeros=True)
 
     @staticmethod
     def probe(answers, inputs):
-        values = []
-        for pair in inputs["pairs"]:
-            def optimal_discriminator(p, q, pair=pair):
-                return pair["d_star"] if p is pair["p_data"] else 1 - pair["d_star"]
-
-            def value_at_optimal_discriminator(p, q, dx, pair=pair):
-                return torch.tensor(pair["value"], dtype=torch.float64)
-
-            stand_ins = {"optimal_discriminator": optimal_discriminator,
-                         "value_at_optimal_discriminator": value_at_optimal_discriminator}
-            values.append(call_with_stand_ins(answers, "non_saturating_criterion", stand_ins, pair["p_data"],
-                                              pair["p_model"], inputs["dx"]))
-        return {"values": [float(v) for v in values]}
+        return _on_each_pair(answers, "non_saturating_criterion", "value_at_optimal_discriminator", inputs)
 
     @staticmethod
     def check(inputs, outputs, ref):

@@ -1,80 +1,21 @@
 """Attacks a submission could make on the grader, each run in the sandbox and asserted to fail without changing
-anything outside the job's own folder; and the kernel runner's statuses, timeouts and caps."""
+anything outside the job's own folder (the kernel runner's own tests are in test_kernel.py)."""
 import json
 import os
-import resource
 import socket
 import subprocess
 import sys
-import textwrap
 import time
 import uuid
 from pathlib import Path
 
-import nbformat
 import pytest
 
-from instructor.grader import kernel, sandbox
+from instructor.grader import sandbox
+from instructor.tests.sandbox_area import alive, attempts
 
 pytestmark = pytest.mark.skipif(sandbox.problem() is not None, reason=f"no sandbox here: {sandbox.problem()}")
 ROOT = Path(__file__).resolve().parents[2]
-
-
-class Area:
-    """A job folder (bound writable) next to an outside folder with a secret (never bound), and a snapshot of it."""
-
-    def __init__(self, tmp_path: Path) -> None:
-        """Create both folders and remember the outside as it is."""
-        self.job, self.outside = tmp_path / "job", tmp_path / "outside"
-        self.job.mkdir()
-        self.outside.mkdir()
-        self.secret = self.outside / "secret.txt"
-        self.secret.write_text("the-answer-key-" + uuid.uuid4().hex)
-        self.before = self.snapshot()   # tests that add things outside take it again
-
-    def snapshot(self) -> dict:
-        """Every path under the test's folder outside the job, with its size, mtime and mode."""
-        return {str(p): (p.lstat().st_size, p.lstat().st_mtime_ns, p.lstat().st_mode)
-                for p in self.job.parent.rglob("*") if self.job not in (p, *p.parents)}
-
-    def unchanged(self) -> bool:
-        """Whether nothing outside the job folder changed since the snapshot."""
-        return self.snapshot() == self.before
-
-    def run(self, code: str, limits: sandbox.Limits | None = None, env: dict | None = None,
-            readonly: list | None = None, timeout: float = 60) -> subprocess.CompletedProcess:
-        """Run `code` with this environment's python in the sandbox; return what it printed."""
-        argv = sandbox.command([sys.executable, "-c", textwrap.dedent(code)], writable=self.job,
-                               readonly=readonly or [], env=env or {}, limits=limits or sandbox.Limits())
-        return subprocess.run(argv, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
-
-
-@pytest.fixture
-def area(tmp_path):
-    """A fresh job folder and outside folder."""
-    return Area(tmp_path)
-
-
-def alive(marker: str, settle: float = 2.0) -> list[int]:
-    """Processes (other than this one) whose command line holds `marker`, after up to `settle` s for them to end."""
-    deadline = time.monotonic() + settle
-    while True:
-        found = []
-        for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
-            try:
-                if marker.encode() in cmdline.read_bytes() and int(cmdline.parent.name) != os.getpid():
-                    found.append(int(cmdline.parent.name))
-            except OSError:
-                pass
-        if not found or time.monotonic() > deadline:
-            return found
-        time.sleep(0.05)
-
-
-def attempts(calls: list) -> str:
-    """Code that makes each call (Python statements) and prints `worked` if it did, `blocked` if it raised OSError."""
-    return "".join(f"try:\n    {call}\n    print('worked', {call!r})\nexcept OSError:\n    print('blocked', {call!r})\n"
-                   for call in calls)
 
 
 def test_cannot_read_outside(area):
@@ -295,122 +236,3 @@ print('before', len(descendants(os.getpid())), 'killed', reaper.reap(), 'after',
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
     assert "before 1 killed 1 after 0" in result.stdout, result.stdout + result.stderr
     assert "WITHOUT a sandbox" in result.stderr and alive(marker) == []
-
-
-# A notebook cell that starts a detached process (its own session) holding `marker`
-SPAWN = "import subprocess, sys; subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)  # {}'], " \
-        "start_new_session=True)"
-
-
-def execute(area: Area, *sources: str, **overrides):
-    """Run a notebook with one code cell per source in the kernel sandbox of `area`, with short timeouts."""
-    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(textwrap.dedent(s)) for s in sources])
-    options = dict(workdir=area.job, readonly=[], env={"DGM_MODE": "quick"}, limits=sandbox.Limits(),
-                   cell_timeout=20, notebook_timeout=40)
-    return kernel.execute_notebook(nb, **{**options, **overrides})
-
-
-def texts(result) -> list[str]:
-    """Each cell's outputs as one string."""
-    return ["".join(o.get("text", "") + str(o.get("data", "")) + o.get("ename", "") for o in cell.outputs)
-            for cell in result.notebook.cells]
-
-
-def test_kernel_runs_a_notebook(area):
-    """A four-cell notebook runs in the sandbox with the job's environment, and its outputs and figures come back."""
-    result = execute(area, "import os; print(os.getuid(), os.getcwd())", "print(os.environ['DGM_MODE'])", "6 * 7",
-                     "import matplotlib.pyplot as plt; plt.plot([1, 2]);")
-    assert result.status == "ok" and result.errors == [], result.message
-    assert texts(result)[:3] == [f"65534 {area.job}\n", "quick\n", "{'text/plain': '42'}"] and area.unchanged()
-    assert "image/png" in result.notebook.cells[3].outputs[0]["data"]        # figures come back for the TAs
-
-
-def test_kernel_cannot_reach_the_runners_status(area):
-    """The kernel cannot write the runner's status or copy, finds only its own ipc sockets, and forges nothing."""
-    status = area.outside / "status.json"
-    status.write_text(json.dumps({"status": "pending"}))
-    area.before = area.snapshot()
-    forge = attempts([f"open({str(p)!r}, 'w').write('ok')" for p in (status, area.outside / "copy.ipynb")])
-    result = execute(area, forge + textwrap.dedent("""
-    import json, os, ipykernel
-    folder, info = os.path.dirname(ipykernel.get_connection_file()), json.load(open(ipykernel.get_connection_file()))
-    own = {f"{info['ip']}-{info[name]}" for name in info if name.endswith('_port')}
-    print('foreign', sorted({f'{folder}/{n}' for n in os.listdir(folder) if n not in ('kernel.json', 'ipython')} - own))
-    open(ipykernel.get_connection_file(), 'w').write('{}')
-    """), "raise ValueError('a real error')")
-    assert result.status == "errors" and [e.ename for e in result.errors] == ["ValueError"], result.message
-    assert texts(result)[0].count("blocked") == 2 and "foreign []" in texts(result)[0], texts(result)
-    assert json.loads(status.read_text()) == {"status": "pending"} and area.unchanged()
-
-
-def test_kernel_cell_timeout(area):
-    """A cell that loops forever stops the run with status "timeout" soon after cell_timeout."""
-    result = execute(area, "print('start')", "while True: pass", "print('never')", cell_timeout=2)
-    assert result.status == "timeout" and "cell" in result.message, result.message
-    assert result.seconds < 15 and "never" not in "".join(texts(result))
-
-
-def test_kernel_notebook_timeout_kills_everything(area):
-    """Past notebook_timeout the run stops with "timeout", and the kernel's sandbox (a detached child too) is gone."""
-    marker = f"dgm-nbtimeout-{uuid.uuid4().hex}"
-    result = execute(area, SPAWN.format(marker), *["import time; time.sleep(1)"] * 20, notebook_timeout=4)
-    assert result.status == "timeout" and "notebook" in result.message, result.message
-    assert result.seconds < 15 and alive(marker) == [] and area.unchanged()
-
-
-def test_kernel_exit_is_a_crash(area):
-    """A cell calling os._exit kills the kernel: status "crash", later cells not run."""
-    result = execute(area, "print('before')", "import os; os._exit(3)", "print('after')")
-    assert result.status == "crash" and texts(result)[0] == "before\n" and "after" not in texts(result)[2], result
-
-
-def test_kernel_continues_after_an_error(area):
-    """With allow_errors a failing cell is recorded and the next cell still runs; without, the run stops there."""
-    result = execute(area, "1 / 0", "print('next ran')")
-    assert result.status == "errors" and texts(result)[1] == "next ran\n", result.message
-    assert [(e.index, e.ename, e.evalue) for e in result.errors] == [(0, "ZeroDivisionError", "division by zero")]
-    stopped = execute(area, "1 / 0", "print('next ran')", allow_errors=False)
-    assert stopped.status == "errors" and texts(stopped)[1] == ""
-
-
-def test_kernel_outputs_are_capped(area):
-    """Outputs over 1 MB are cut, past 20 MB dropped as they arrive (the runner stays small), saying so; the last
-    cell first undoes the kernel's own cap on printing, as a submission may."""
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    uncapped = "import sys; sys.stdout.write = type(sys.stdout).write.__get__(sys.stdout)\n"
-    result = execute(area, "print('x' * 3_000_000)", "for i in range(3000): print('y' * 999)", "print('small')",
-                     uncapped + "for i in range(150): print('z' * 999_000, flush=True)")
-    grew = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - peak
-    assert result.status == "ok", result.message
-    for cell in texts(result)[:2]:
-        assert "truncated by the grader" in cell and len(cell) < kernel.OUTPUT_CAP + 200
-    assert texts(result)[2] == "small\n" and "dropped by the grader" in texts(result)[3]
-    assert len(json.dumps(result.notebook)) < kernel.NOTEBOOK_CAP
-    assert grew < 100 * 1024, f"{grew} kB"     # the runner kept ~20 MB of the 150 MB, not all of it
-
-
-def test_a_huge_print_costs_its_own_output_only(area):
-    """200 MB printed at once is cut in the kernel: the cells after it run at once and keep their outputs."""
-    started = time.monotonic()
-    result = execute(area, "print('x' * 200_000_000)", "print('after')",
-                     "import sys; print('y' * 30, file=sys.stderr)")
-    assert result.status == "ok" and time.monotonic() - started < 30, result.message
-    assert "truncated by the grader" in texts(result)[0] and len(texts(result)[0]) < kernel.OUTPUT_CAP + 200
-    assert texts(result)[1:] == ["after\n", "y" * 30 + "\n"]
-
-
-def test_kernel_without_sandbox_reaps_its_leftovers(area):
-    """The opt-in unsandboxed runner (in a process of its own) still kills a detached process of the notebook."""
-    marker = f"dgm-nosandbox-{uuid.uuid4().hex}"
-    spawn = SPAWN.format(marker) + "; print('spawned')"
-    script = f"""
-import sys, nbformat
-sys.path.insert(0, {str(ROOT)!r})
-from instructor.grader import kernel, sandbox
-nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell({spawn!r})])
-r = kernel.execute_notebook(nb, workdir={str(area.job)!r}, readonly=[], env={{}}, limits=sandbox.Limits(),
-                            cell_timeout=20, notebook_timeout=40, sandboxed=False)
-print(r.status, r.notebook.cells[0].outputs[0].text.strip())
-"""
-    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=90)
-    assert "ok spawned" in result.stdout and alive(marker) == [], result.stdout + result.stderr

@@ -302,6 +302,7 @@ def test_interpolation_decodes_the_segment_between_the_encoder_means(digits):
         ends = model.encode(digits[:2])[0]
         expected = model.decode(torch.stack([ends[0] + t * (ends[1] - ends[0]) for t in (0, 0.25, 0.5, 0.75, 1)]))
     assert path.shape == (5, 784) and torch.allclose(path, expected, atol=1e-6)
+    assert interpolate(model, digits[0], digits[1]).shape == (10, 784), "the signature's default is 10 images"
 
 
 @pytest.mark.parametrize("n", [2, 5, 20])
@@ -389,3 +390,27 @@ def test_svi_ignores_the_unobserved_pixels():
     torch.manual_seed(4)
     second = fit_q(model, torch.where(observed, x, 1 - x), observed, start, start, steps=50)
     assert all(torch.equal(a, b) for a, b in zip(first, second))
+
+
+def test_svi_draws_samples_of_q_per_step_and_takes_adams_steps_of_lr(monkeypatch):
+    """With the signature's defaults (16 draws, lr 0.05): `reparameterize` is asked for 16 draws at each step, and
+    Adam's first step moves every parameter by lr (its first update is lr * g / |g|; Kingma & Ba 2015, section 2.1)."""
+    import answers.vae
+
+    asked = []
+    original = answers.vae.reparameterize
+
+    def counting(mu, logvar, samples=None):
+        asked.append(samples)
+        return original(mu, logvar, samples)
+
+    monkeypatch.setattr(answers.vae, "reparameterize", counting)
+    model = LinearDecoder(seed=5)
+    x = torch.bernoulli(torch.full((2, 16), 0.5, dtype=DOUBLE), generator=torch.Generator().manual_seed(6))
+    start = torch.zeros(2, 2, dtype=DOUBLE)
+    torch.manual_seed(7)
+    mu, logvar = fit_q(model, x, torch.ones(16, dtype=torch.bool), start, start, steps=1)
+    assert asked == [16]
+    assert torch.allclose(torch.cat([mu, logvar]).abs(), torch.full((4, 2), 0.05, dtype=DOUBLE), rtol=1e-4)
+    fit_q(model, x, torch.ones(16, dtype=torch.bool), start, start, steps=3, samples=5)
+    assert asked == [16, 5, 5, 5]

@@ -52,10 +52,13 @@ def cluster(tmp_path_factory):
     processes = {"scheduler": subprocess.Popen([str(BIN / "dask"), "scheduler", "--scheduler-file", str(scheduler_file),
                                                 "--port", "0", "--dashboard-address", ":0"], cwd=ROOT, env=env,
                                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)}
-    deadline = time.monotonic() + 60
-    while not scheduler_file.exists() and time.monotonic() < deadline:
-        time.sleep(0.2)
-    address = json.loads(scheduler_file.read_text())["address"]
+    deadline, address = time.monotonic() + 60, None
+    while address is None and time.monotonic() < deadline:
+        try:
+            address = json.loads(scheduler_file.read_text())["address"]
+        except (OSError, ValueError, KeyError):        # not written yet, or only half: Dask writes it in place
+            time.sleep(0.2)
+    assert address, "the dask scheduler did not write its address within 60 s"
     for name in ("w1", "w2"):
         processes[name] = subprocess.Popen([str(BIN / "dask"), "worker", address, "--name", name, "--nthreads", "1",
                                             "--nworkers", "1", "--no-nanny", "--no-dashboard"], cwd=ROOT, env=env,

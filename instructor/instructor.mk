@@ -5,22 +5,44 @@ INSTRUCTOR  := $(VENV)/.instructor
 SUBMISSIONS ?=
 GRADES      ?= grades
 GRADE_ARGS  ?=
-# `make grade -j 4` grades four notebooks at once (Dask workers); without -j, one
-JOBS        := $(or $(patsubst -j%,%,$(filter -j%,$(MAKEFLAGS))),1)
+# `make grade -j 4` grades four notebooks at once (Dask workers); `-j` alone, one per core; without -j, one. Expanded
+# in the recipe (`=`, not `:=`): GNU make puts -jN into MAKEFLAGS only after it has read the makefiles.
+JOBS         = $(or $(patsubst -j%,%,$(filter -j%,$(MAKEFLAGS))),$(if $(filter -j,$(MAKEFLAGS)),$(CORES)),1)
+CORES       := $(shell nproc 2>/dev/null || echo 1)
+
+# Arguments are checked when the makefiles are read, before anything is installed.
+ifneq ($(filter student,$(MAKECMDGOALS)),)
+  ifeq ($(strip $(STUDENT_REPO)),)
+    $(error make student needs STUDENT_REPO=<the students' repository URL>, e.g. make student STUDENT_REPO=https://github.com/<course>/<homework>)
+  endif
+endif
+ifneq ($(filter grade,$(MAKECMDGOALS)),)
+  ifeq ($(strip $(SUBMISSIONS)),)
+    $(error make grade needs SUBMISSIONS=<folder holding one folder per student>, e.g. make grade SUBMISSIONS=~/hw1/submissions -j 2)
+  endif
+  ifeq ($(wildcard $(SUBMISSIONS)/.),)
+    $(error SUBMISSIONS=$(SUBMISSIONS) is not a folder: give the folder that holds one folder per student (make collect makes it))
+  endif
+endif
 
 .PHONY: instructor student key grade gradebook html mutate bench sandbox-check
 
 instructor: $(INSTRUCTOR) ## install the instructor-only tools (nbgrader, Dask, a local MathJax) into .venv
 
-$(INSTRUCTOR): $(STAMP) requirements-instructor.txt
+# The .pth file puts this repository on the path of every process of .venv: a `dask scheduler` or `dask worker`
+# started from the .venv imports the grader wherever it is started, with no PYTHONPATH.
+$(INSTRUCTOR): $(STAMP) requirements-instructor.txt instructor/instructor.mk
 	$(BIN)/python -m pip install --quiet -r requirements-instructor.txt
+	$(BIN)/python -c 'import pathlib, sysconfig; pathlib.Path(sysconfig.get_path("purelib"), "dgm-course-repository.pth").write_text("$(CURDIR)\n")'
 	touch $@
 
 # `make test` runs instructor/tests too, which need the instructor tools and the grader's sandbox
 test: $(INSTRUCTOR) sandbox-check
 
+# bubblewrap from the distribution, where this account may install it (root, or sudo without a password)
 sandbox-check:
-	@command -v bwrap >/dev/null || { echo "error: bubblewrap is missing; the grader runs submissions in its sandbox."; \
+	@command -v bwrap >/dev/null || instructor/install-bubblewrap.sh || { \
+	  echo "error: bubblewrap is missing; the grader runs submissions in its sandbox, and it could not be installed here."; \
 	  echo "Install it: sudo apt-get install bubblewrap (Debian/Ubuntu), sudo dnf install bubblewrap (Fedora)."; exit 1; }
 
 student: $(INSTRUCTOR) ## build release/, the students' repository: STUDENT_REPO=<its URL> is required
@@ -30,7 +52,6 @@ key: $(INSTRUCTOR) sandbox-check ## grade the solution notebooks (quick) and wri
 	$(BIN)/python -m instructor.grader key --jobs $(JOBS)
 
 grade: $(INSTRUCTOR) sandbox-check ## grade SUBMISSIONS=<dir> (a folder per student) into grades/; -j 2: two at once
-	@test -n "$(SUBMISSIONS)" || { echo "usage: make grade SUBMISSIONS=<folder holding one folder per student> [-j 2]"; exit 2; }
 	$(BIN)/python -m instructor.grader grade $(SUBMISSIONS) --grades $(GRADES) --jobs $(JOBS) $(GRADE_ARGS)
 
 gradebook: $(INSTRUCTOR) ## merge the TAs' points (grades/manual-points.csv) into grades/gradebook.csv, running nothing

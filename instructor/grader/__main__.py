@@ -105,7 +105,24 @@ def grade(args) -> int:
         by_job[(student.slug, jobs.graded_notebooks()[0])]["problems"] = (
             student.problems + by_job[(student.slug, jobs.graded_notebooks()[0])]["problems"])
     write_outputs(grades, by_job, settings, args.show_expected, submissions, ran, len(all_jobs))
-    return 0
+    return not_graded(by_job.values())
+
+
+def not_graded(results) -> int:
+    """0 when the grader graded every notebook; else 3, having said how many it failed on, why, and what to do."""
+    failures = [r for r in results if r.get("grader_failure")]
+    if not failures:
+        return 0
+    causes = {}
+    for result in failures:
+        causes.setdefault(result["grader_failure"], []).append(f"{result['student']}/{result['notebook']}")
+    print(f"NOT GRADED: the grader failed on {len(failures)} notebook(s); they show \"not graded\" in the gradebook "
+          "and the feedback, not a score:", file=sys.stderr)
+    for cause, where in sorted(causes.items()):
+        print(f"  {len(where)} x {cause}\n      e.g. {', '.join(where[:3])}", file=sys.stderr)
+    print("Fix the cause, then run the same command again: only these notebooks are graded again, the rest come "
+          "from the cache.", file=sys.stderr)
+    return 3
 
 
 def write_outputs(grades: Path, by_job: dict, settings: Settings, show_expected: bool, submissions, ran: int,
@@ -150,6 +167,8 @@ def make_key(args) -> int:
         settings = settings_from(args, {})
         students, _ = plan.read_class(reference.parent, jobs.graded_notebooks())
         results, _ = cluster.run_all(jobs.jobs_for(students[0]), settings, Path(tmp) / "cache", workers=args.jobs)
+    if not_graded(results.values()):
+        raise SystemExit("instructor/key.json was not written")
     measured = {name: value for r in results.values() for name, value in r.get("measured", {}).items()}
     missing = [t.name for t in bank.tests() if isinstance(t, bank.ModelTest) and measured.get(t.name) is None]
     if missing:

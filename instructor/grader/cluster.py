@@ -18,6 +18,7 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
+from .report import NOT_GRADED
 from .run import Job, Settings, run_job
 
 
@@ -37,15 +38,16 @@ def store(cache: Path, key: str, result: dict) -> None:
 
 
 def failed(job: Job, error: BaseException) -> dict:
-    """The result of a job the grader could not run (never a student's points): every test 0, the cause named."""
+    """The result of a job the grader could not run: "not graded", never a student's points. The cause is for the
+    instructor (details.json and the grader's output), never cached, so the next `make grade` runs the job again."""
     from .jobs import not_handed_in
     from .plan import Student
 
     result = not_handed_in(Student(job.student, job.slug, Path(".")), job.notebook)
-    result.update(status="crash", status_message=f"the grader could not run this notebook ({type(error).__name__})",
-                  written=job.written, problems=job.problems, grader_failure=True)
+    result.update(status=NOT_GRADED, status_message="the grader failed on this notebook; it will be graded again",
+                  written=job.written, problems=job.problems, grader_failure=f"{type(error).__name__}: {error}"[:300])
     for verdict in result["verdicts"]:
-        verdict["message"] = "not graded: the grader failed on this notebook (the instructor has been told)"
+        verdict.update(earned=None, message="not graded yet: the grader failed on this notebook, not your work")
     return result
 
 
@@ -107,11 +109,11 @@ def run_all(jobs: list, settings: Settings, cache: Path, workers: int = 1, repor
 
     def arrived(key: str, result: dict) -> None:
         nonlocal failures
-        failures += result["status"] == "crash"
+        failures += bool(result.get("grader_failure"))
         results[key] = result
         if not result.get("grader_failure"):           # the grader's own failure is tried again next time
             store(cache, key, result)
-        bar.set_postfix(failed=failures, refresh=False)
+        bar.set_postfix(not_graded=failures, refresh=False)
         bar.update()
 
     on_dask = workers > 1 or os.environ.get("DASK_SCHEDULER") or os.environ.get("DASK_CLUSTER", "local") != "local" \
@@ -125,7 +127,12 @@ def run_all(jobs: list, settings: Settings, cache: Path, workers: int = 1, repor
     else:
         from dask.distributed import as_completed
 
-        with client_for(workers) as client:
+        try:
+            client = client_for(workers)
+        except OSError as error:                        # no scheduler at DASK_SCHEDULER: nothing was graded
+            raise SystemExit(f"cannot reach the Dask scheduler ({error}): start it as docs/instructors.md says, or "
+                             "unset DASK_SCHEDULER to grade on this machine") from None
+        with client:
             report(f"Dask dashboard: {client.dashboard_link}")
             futures = {client.submit(run_job, job, settings, key=f"grade-{key}", pure=False): key
                        for key, job in pending.items()}

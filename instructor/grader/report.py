@@ -21,6 +21,7 @@ SHEET_FIELDS = ["student", "notebook", "part", "question", "max_points", "points
 PNG = b"\x89PNG\r\n\x1a\n"
 MAXIMUM = "maximum/"        # the gradebook's row of maxima: no folder name can end in a slash
 FORMULA = ("=", "+", "-", "@", "\t", "\r")
+NOT_GRADED = "not graded"    # a notebook the grader failed on: no points yet, in no direction
 
 
 def cell(text: str) -> str:
@@ -38,12 +39,20 @@ def write_text(path: Path, text: str) -> None:
     or answer) is written escaped rather than stopping the report."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    os.fchmod(fd, 0o666 & ~umask())           # mkstemp's 0600 would hide grades from the other TAs of the group
     try:
         with os.fdopen(fd, "w", newline="", encoding="utf-8", errors="backslashreplace") as f:
             f.write(text)
         os.replace(tmp, path)
     finally:
         Path(tmp).unlink(missing_ok=True)
+
+
+def umask() -> int:
+    """This process's umask (reading it means setting it: set back at once)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def columns() -> list:
@@ -96,12 +105,14 @@ def sheet_text(results: dict, parts: dict, previous: dict) -> str:
 def totals(results: dict, parts: dict, sheet: dict) -> dict:
     """student -> {column: points, "total": points, "problems": [...]} from the verdicts and the sheet."""
     names = {(nb, qid): name for nb, qid, name in columns()}
-    book = {}
+    book, ungraded = {}, {}
     for result in results.values():
         row = book.setdefault(result["student"], {"problems": []})
         for verdict in result["verdicts"]:
             name = names.get((verdict["notebook"], verdict["question"]))
-            if name:
+            if name and verdict["earned"] is None:
+                ungraded.setdefault(result["student"], set()).add(name)
+            elif name:
                 row[name] = row.get(name, 0.0) + verdict["earned"]
     for student, row in book.items():
         for (notebook, part), (question, _) in parts.items():
@@ -111,7 +122,13 @@ def totals(results: dict, parts: dict, sheet: dict) -> dict:
             if points is not None and (notebook, question) in names:
                 row[names[(notebook, question)]] = row.get(names[(notebook, question)], 0.0) + points
         row["total"] = sum(v for k, v in row.items() if k not in ("total", "problems"))
+        for name in ungraded.get(student, ()):       # the grader failed there: no number, and so no total
+            row[name] = row["total"] = NOT_GRADED
     return book
+
+
+def shown(points) -> str:
+    return points if isinstance(points, str) else f"{points:g}"
 
 
 def gradebook_text(book: dict, maxima: dict) -> str:
@@ -121,8 +138,8 @@ def gradebook_text(book: dict, maxima: dict) -> str:
     writer.writerow(["student", *names, "total"])
     writer.writerow([MAXIMUM, *(f"{maxima.get(n, 0):g}" for n in names), f"{sum(maxima.values()):g}"])
     for student in sorted(book):
-        writer.writerow([cell(student), *(f"{book[student].get(n, 0):g}" for n in names),
-                         f"{book[student]['total']:g}"])
+        writer.writerow([cell(student), *(shown(book[student].get(n, 0)) for n in names),
+                         shown(book[student]["total"])])
     return buffer.getvalue()
 
 
@@ -130,6 +147,10 @@ def feedback_text(student: str, results: list, parts: dict, sheet: dict, show_ex
     """One student's feedback: how each notebook ran, and per question what was tested and what it earned."""
     lines = [f"# Feedback for {student}", ""]
     for result in sorted(results, key=lambda r: r["notebook"]):
+        if result.get("grader_failure"):
+            lines += [f"## {result['notebook']}", "", "Not graded yet: the grader failed on this notebook, not your "
+                      "work. It will be graded again; nothing of it counts until then.", ""]
+            continue
         lines += [f"## {result['notebook']}", "", f"Ran to the end: {'yes' if result['status'] == 'ok' else 'no'} "
                   f"({result['status']}{': ' + result['status_message'] if result['status_message'] else ''}), "
                   f"{result['seconds']:g} s."]

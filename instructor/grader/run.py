@@ -12,6 +12,7 @@ import hashlib
 import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
@@ -30,6 +31,16 @@ from .reference import Reference
 
 ROOT = Path(__file__).resolve().parents[2]
 PROBES = Path(__file__).with_name("probes.py")
+
+
+class GraderFailure(Exception):
+    """The grader, not the submission, cannot run a job here (a worker without a working sandbox, say)."""
+
+
+@cache
+def worker_problem() -> str | None:
+    """Why this process cannot run sandboxed jobs (checked once per worker), or None."""
+    return sandbox.problem()
 
 
 @dataclass
@@ -218,10 +229,12 @@ def cell_errors(nb: nbformat.NotebookNode, errors: list) -> list:
 
 def run_job(job: Job, settings: Settings) -> dict:
     """Run one job (see the module's docstring); returns its measurements as plain data."""
+    if settings.sandboxed and (problem := worker_problem()):
+        raise GraderFailure(f"no sandbox on {socket.gethostname()}: {problem}")
     tests = bank.tests(job.notebook)
     function_tests = [t for t in tests if isinstance(t, bank.FunctionTest)]
     model_tests = [t for t in tests if isinstance(t, bank.ModelTest)]
-    ref, verdicts, measured, started = Reference(), [], {}, time.monotonic()
+    ref, verdicts, measured, started, wall_start = Reference(), [], {}, time.monotonic(), time.time()
     snapshot = None if settings.sandboxed else unsandboxed.guard()
     deadline = started + settings.notebook_timeout     # the probes and the notebook share the notebook's time
     # mkdtemp and rmtree, not TemporaryDirectory: its cleanup follows links when it resets permissions (CVE-2023-6597)
@@ -258,4 +271,5 @@ def run_job(job: Job, settings: Settings) -> dict:
             "errors": cell_errors(run.notebook, run.errors), "verdicts": [asdict(v) for v in verdicts],
             "written": job.written, "figures": figures(run.notebook), "problems": job.problems, "measured": measured,
             "damage": damage,
-            "executed": run.notebook, "seconds": round(time.monotonic() - started, 1)}
+            "executed": run.notebook, "seconds": round(time.monotonic() - started, 1),
+            "worker": f"{socket.gethostname()}:{os.getpid()}", "interval": [wall_start, time.time()]}

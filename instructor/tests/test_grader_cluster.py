@@ -1,10 +1,14 @@
-"""`make grade` on Dask: a real `dask scheduler` and two `dask worker` processes on localhost grade a small class; one
-worker is killed while it runs a task; the gradebook equals the one graded here without Dask; and grading again after
-one submission changed runs that one notebook only, the rest coming from the cache."""
+"""`make grade` on every documented route, typed as docs/instructors.md types it: `make grade -j 2` runs two notebooks
+at once; a `dask scheduler` and `dask worker`s started with the guide's own command lines (read from the guide, with no
+PYTHONPATH) grade the same gradebook, a worker killed mid-task loses nothing, and a regrade runs only what changed;
+a worker on which the grader cannot run says "not graded", exits non-zero, and a rerun grades exactly those."""
 import csv
 import json
 import os
+import re
+import shlex
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -17,8 +21,9 @@ from answers import export
 from instructor.grader import sandbox
 
 ROOT = Path(__file__).resolve().parents[2]
+GUIDE = ROOT / "docs" / "instructors.md"
 NOTEBOOK = "01_ancestral_sampling"
-BIN = Path(sys.executable).parent
+VENV_BIN = Path(sys.executable).parent
 pytestmark = pytest.mark.skipif(sandbox.problem() is not None, reason=f"no sandbox here: {sandbox.problem()}")
 
 
@@ -32,10 +37,17 @@ def write_student(subs: Path, name: str, wrong: bool = False) -> None:
     nbformat.write(nb, subs / name / f"{NOTEBOOK}.ipynb")
 
 
-def grade(subs: Path, grades: Path, env: dict, jobs: int = 2) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "instructor.grader", "grade", str(subs), "--grades", str(grades),
-                             "--jobs", str(jobs), "--cell-timeout", "60", "--timeout", "300"], cwd=ROOT, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+def plain_env(**extra) -> dict:
+    """The instructor's shell: no PYTHONPATH, no make of ours around it, short timeouts for the test's notebooks."""
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "MAKEFLAGS", "MFLAGS", "MAKELEVEL")}
+    return {**env, **extra}
+
+
+def make_grade(subs: Path, grades: Path, env: dict, *extra: str) -> subprocess.CompletedProcess:
+    """`make grade SUBMISSIONS=... -j N` as the guide types it (GRADES only keeps the test's grades out of the tree)."""
+    command = ["make", "--no-print-directory", "grade", f"SUBMISSIONS={subs}", f"GRADES={grades}",
+               "GRADE_ARGS=--cell-timeout 60 --timeout 300", *extra]
+    return subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
 
 
 def gradebook(grades: Path) -> list:
@@ -43,73 +55,169 @@ def gradebook(grades: Path) -> list:
         return list(csv.reader(f))
 
 
-@pytest.fixture(scope="module")
-def cluster(tmp_path_factory):
-    """A scheduler and two single-threaded workers, each its own process, started as an instructor would."""
-    base = tmp_path_factory.mktemp("dask")
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "DASK_DISTRIBUTED__WORKER__DAEMON": "False"}
-    scheduler_file = base / "scheduler.json"
-    processes = {"scheduler": subprocess.Popen([str(BIN / "dask"), "scheduler", "--scheduler-file", str(scheduler_file),
-                                                "--port", "0", "--dashboard-address", ":0"], cwd=ROOT, env=env,
-                                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)}
-    deadline, address = time.monotonic() + 60, None
-    while address is None and time.monotonic() < deadline:
+def details(grades: Path) -> dict:
+    return json.loads((grades / "details.json").read_text())
+
+
+def guide_commands() -> dict:
+    """The guide's own lines that start a scheduler and a worker, as argument lists."""
+    text = GUIDE.read_text()
+    found = {}
+    for role in ("scheduler", "worker"):
+        match = re.search(rf"^(\.venv/bin/dask {role} [^#\n]*?)\s*(#|$)", text, re.M)
+        assert match, f"docs/instructors.md shows no `.venv/bin/dask {role}` command line"
+        found[role] = shlex.split(match.group(1))
+    return found
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start(argv: list, port: int, cwd: Path, env: dict, log: Path) -> subprocess.Popen:
+    """One of the guide's command lines, with this machine's address and a free port for the guide's."""
+    argv = [a.replace("<scheduler>", "127.0.0.1").replace("8786", str(port)) for a in argv]
+    argv[0] = str(ROOT / argv[0])
+    dashboard = ["--dashboard-address", ":0"] if argv[1] == "scheduler" else ["--no-dashboard"]   # no port clash
+    return subprocess.Popen(argv + dashboard, cwd=cwd, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT,
+                            start_new_session=True)
+
+
+def stop(processes) -> None:
+    for process in processes:
         try:
-            address = json.loads(scheduler_file.read_text())["address"]
-        except (OSError, ValueError, KeyError):        # not written yet, or only half: Dask writes it in place
-            time.sleep(0.2)
-    assert address, "the dask scheduler did not write its address within 60 s"
-    for name in ("w1", "w2"):
-        processes[name] = subprocess.Popen([str(BIN / "dask"), "worker", address, "--name", name, "--nthreads", "1",
-                                            "--nworkers", "1", "--no-nanny", "--no-dashboard"], cwd=ROOT, env=env,
-                                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            os.killpg(process.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        process.wait()
+
+
+def connect(address: str, workers: int):
     from dask.distributed import Client
 
     from instructor.grader.cluster import wait_for_workers
 
-    client = Client(address)
-    wait_for_workers(client, 2)
-    yield {"address": address, "client": client, "processes": processes, "base": base, "env": env}
-    client.close()
-    for process in processes.values():
-        process.kill()
-        process.wait()
+    client = Client(address, timeout=60)
+    wait_for_workers(client, workers, timeout=120)
+    return client
 
 
-def test_a_killed_worker_loses_nothing_and_a_regrade_runs_only_what_changed(cluster):
-    base, client = cluster["base"], cluster["client"]
-    subs = base / "class"
+def test_make_grade_dash_j_2_runs_two_notebooks_at_once(tmp_path):
+    subs = tmp_path / "class"
     write_student(subs, "ada")
     write_student(subs, "cy", wrong=True)
-    local = grade(subs, base / "local", {**os.environ, "DASK_SCHEDULER": ""}, jobs=1)
-    assert local.wait(timeout=600) == 0, local.stdout.read()
-
-    env = {**cluster["env"], "DASK_SCHEDULER": cluster["address"]}
-    on_dask = grade(subs, base / "dask", env)
-    killed, deadline = None, time.monotonic() + 300
-    while killed is None and time.monotonic() < deadline and on_dask.poll() is None:
-        busy = [info["name"] for address, info in client.scheduler_info()["workers"].items()
-                if client.processing().get(address)]
-        if busy:
-            killed = busy[0]
-            cluster["processes"][killed].send_signal(signal.SIGKILL)
-        time.sleep(0.2)
-    assert killed, "no worker was ever seen running a task"
-    output = on_dask.communicate(timeout=600)[0]
-    assert on_dask.returncode == 0, output
-    assert gradebook(base / "dask") == gradebook(base / "local"), output
-    assert json.loads((base / "dask" / "details.json").read_text())["ran"] == 2
-    rows = {row[0]: row for row in gradebook(base / "dask")}
+    done = make_grade(subs, tmp_path / "grades", plain_env(DASK_SCHEDULER=""), "-j", "2")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "2 at a time" in done.stdout
+    runs = [r for r in details(tmp_path / "grades")["results"].values() if r["notebook"] == NOTEBOOK]
+    assert len({r["worker"] for r in runs}) == 2, "both notebooks ran in one worker process"
+    (a0, a1), (b0, b1) = (r["interval"] for r in runs)
+    assert a0 < b1 and b0 < a1, "the two notebooks ran one after the other"
+    rows = {row[0]: row for row in gradebook(tmp_path / "grades")}
     assert rows["ada"][1:] != rows["cy"][1:]
 
-    write_student(subs, "ada", wrong=True)                     # one late change
-    again = grade(subs, base / "dask", env)
-    output = again.communicate(timeout=600)[0]
-    assert again.returncode == 0, output
-    details = json.loads((base / "dask" / "details.json").read_text())
-    assert details["ran"] == 1 and "1 from the cache, 1 to run" in output
-    rows = {row[0]: row for row in gradebook(base / "dask")}
-    assert rows["ada"][1:] == rows["cy"][1:]                    # now exactly as wrong as cy
+
+@pytest.fixture(scope="module")
+def local_gradebook(tmp_path_factory):
+    """The class graded on this machine alone, one notebook at a time: what every route must reproduce."""
+    base = tmp_path_factory.mktemp("local")
+    write_student(base / "class", "ada")
+    write_student(base / "class", "cy", wrong=True)
+    done = make_grade(base / "class", base / "grades", plain_env(DASK_SCHEDULER=""))
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "1 at a time" in done.stdout
+    return gradebook(base / "grades")
+
+
+def test_the_guides_scheduler_and_workers_grade_as_here(tmp_path, local_gradebook):
+    commands, port = guide_commands(), free_port()
+    env = plain_env()
+    scheduler = start(commands["scheduler"], port, tmp_path, env, tmp_path / "scheduler.log")
+    workers = start(commands["worker"], port, ROOT, env, tmp_path / "workers.log")
+    address, client = f"tcp://127.0.0.1:{port}", None
+    try:
+        client = connect(address, int(commands["worker"][commands["worker"].index("--nworkers") + 1]))
+        subs = tmp_path / "class"
+        write_student(subs, "ada")
+        write_student(subs, "cy", wrong=True)
+        grading = subprocess.Popen(["make", "--no-print-directory", "grade", f"SUBMISSIONS={subs}",
+                                    f"GRADES={tmp_path / 'grades'}", "GRADE_ARGS=--cell-timeout 60 --timeout 300",
+                                    "-j", "64"], cwd=ROOT, env={**env, "DASK_SCHEDULER": address},
+                                   stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        killed, deadline = None, time.monotonic() + 300
+        while killed is None and time.monotonic() < deadline and grading.poll() is None:
+            busy = [w for w, tasks in client.processing().items() if tasks]
+            if busy:
+                killed = client.run(os.getpid, workers=busy[:1])[busy[0]]
+                os.kill(killed, signal.SIGKILL)          # its nanny starts a new one; the task runs again
+            time.sleep(0.2)
+        output = grading.communicate(timeout=900)[0]
+        logs = (tmp_path / "scheduler.log").read_text()[-2000:] + (tmp_path / "workers.log").read_text()[-2000:]
+        assert killed, "no worker was ever seen running a task\n" + output + logs
+        assert grading.returncode == 0, output + logs
+        assert "ModuleNotFoundError" not in logs
+        assert gradebook(tmp_path / "grades") == local_gradebook, output
+        assert details(tmp_path / "grades")["ran"] == 2
+
+        write_student(subs, "ada", wrong=True)                 # one late change
+        again = make_grade(subs, tmp_path / "grades", {**env, "DASK_SCHEDULER": address}, "-j", "64")
+        assert again.returncode == 0, again.stdout + again.stderr
+        assert details(tmp_path / "grades")["ran"] == 1 and "1 from the cache, 1 to run" in again.stdout
+        rows = {row[0]: row for row in gradebook(tmp_path / "grades")}
+        assert rows["ada"][1:] == rows["cy"][1:]                # now exactly as wrong as cy
+    finally:
+        if client is not None:
+            client.close()
+        stop([scheduler, workers])
+
+
+def test_a_notebook_the_grader_fails_on_is_not_graded_and_a_rerun_grades_exactly_it(tmp_path, local_gradebook):
+    """A worker without bubblewrap (its PATH lacks it) cannot sandbox: "not graded", never 0; exit 3; fixed, rerun."""
+    commands, port = guide_commands(), free_port()
+    address = f"tcp://127.0.0.1:{port}"
+    worker = [*commands["worker"][:3], "--nthreads", "1"]
+    scheduler = start(commands["scheduler"], port, tmp_path, plain_env(), tmp_path / "scheduler.log")
+    broken = start(worker, port, ROOT, plain_env(PATH=str(VENV_BIN)), tmp_path / "broken.log")
+    subs = tmp_path / "class"
+    write_student(subs, "ada")
+    try:
+        connect(address, 1).close()
+        failed = make_grade(subs, tmp_path / "grades", plain_env(DASK_SCHEDULER=address), "-j", "2")
+        assert failed.returncode != 0 and "Error 3" in failed.stderr, failed.stdout + failed.stderr   # make says 3
+        assert "NOT GRADED: the grader failed on 1 notebook(s)" in failed.stderr and "bwrap" in failed.stderr
+        rows = {row[0]: row for row in gradebook(tmp_path / "grades")}
+        assert rows["ada"][1] == rows["ada"][-1] == "not graded"
+        feedback = (tmp_path / "grades" / "feedback" / "ada.md").read_text()
+        section = feedback.split(f"## {NOTEBOOK}")[1].split("\n## ")[0]
+        assert "Not graded yet: the grader failed on this notebook, not your work" in section
+        assert "0 /" not in section
+
+        stop([broken])
+        fixed = start(worker, port, ROOT, plain_env(), tmp_path / "fixed.log")
+        try:
+            again = make_grade(subs, tmp_path / "grades", plain_env(DASK_SCHEDULER=address), "-j", "2")
+            assert again.returncode == 0, again.stdout + again.stderr
+            assert "0 from the cache, 1 to run" in again.stdout
+            rows = {row[0]: row for row in gradebook(tmp_path / "grades")}
+            assert rows["ada"] == {r[0]: r for r in local_gradebook}["ada"]
+        finally:
+            stop([fixed])
+    finally:
+        stop([scheduler, broken])
+
+
+def test_arguments_are_checked_before_anything_is_installed(tmp_path):
+    """Each refusal comes from reading the makefiles: no recipe runs, so nothing is installed first."""
+    env = plain_env(VENV=str(tmp_path / "no-venv-here"))
+    for argv, said in ((["student"], "make student needs STUDENT_REPO"),
+                       (["grade"], "make grade needs SUBMISSIONS"),
+                       (["grade", f"SUBMISSIONS={tmp_path / 'nowhere'}"], "is not a folder")):
+        done = subprocess.run(["make", "--no-print-directory", *argv, f"VENV={tmp_path / 'no-venv-here'}"], cwd=ROOT,
+                              env=env, capture_output=True, text=True, timeout=60)
+        assert done.returncode != 0 and said in done.stderr, done.stdout + done.stderr
+        assert not (tmp_path / "no-venv-here").exists(), f"make {' '.join(argv)} began installing"
 
 
 def test_the_slurm_and_kubernetes_routes_build_their_workers_from_dask_configuration():
@@ -120,7 +228,7 @@ def test_the_slurm_and_kubernetes_routes_build_their_workers_from_dask_configura
 
     settings = {"jobqueue.slurm.cores": 1, "jobqueue.slurm.processes": 1, "jobqueue.slurm.memory": "8GB",
                 "jobqueue.slurm.walltime": "02:00:00",
-                "jobqueue.slurm.job-script-prologue": ["cd /shared/dgm-course", "source .venv/bin/activate"],
+                "jobqueue.slurm.job-script-prologue": ["cd /shared/dgm-course"],
                 "kubernetes.image": "registry.example/dgm-grader:2026"}
     with dask.config.set(settings):
         slurm = cluster.slurm_cluster()
@@ -130,6 +238,7 @@ def test_the_slurm_and_kubernetes_routes_build_their_workers_from_dask_configura
             slurm.close()
         spec = cluster.kubernetes_spec(32)
     assert "#SBATCH --mem=8G" in script and "cd /shared/dgm-course" in script and "--nthreads 1" in script
+    assert str(VENV_BIN / "python") in script or ".venv/bin/python" in script, script
     assert spec["metadata"]["name"] == "dgm-grader" and spec["spec"]["worker"]["replicas"] == 32
     assert spec["spec"]["worker"]["spec"]["containers"][0]["image"] == "registry.example/dgm-grader:2026"
     with dask.config.set({"kubernetes.image": None}), pytest.raises(SystemExit, match="kubernetes.image"):

@@ -96,3 +96,17 @@ def test_the_gradebook_has_a_column_per_question_and_notebook_and_its_maximum(gr
     header = next(csv.reader(open(grades / "gradebook.csv")))
     assert header[0] == "student" and header[-1] == "total" and "A2@02" in header and "A2@04" in header
     assert book(grades)["maximum/"]["A3"] == "5"           # 3 hidden-test points and the TA's 2
+
+
+def test_every_file_written_is_readable_by_the_group_as_the_umask_allows(tmp_path):
+    import os
+
+    results = {"ada/03": result("ada", {})}
+    old = os.umask(0o027)
+    try:
+        report.write_reports(tmp_path, results, jobs.manual_parts(), False, {"results": results})
+    finally:
+        os.umask(old)
+    written = [p for p in tmp_path.rglob("*") if p.is_file() and "mathjax" not in p.parts]
+    assert written and all(p.stat().st_mode & 0o777 == 0o640 for p in written), \
+        {str(p.relative_to(tmp_path)): oct(p.stat().st_mode & 0o777) for p in written}

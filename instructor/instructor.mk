@@ -51,8 +51,9 @@ student: $(INSTRUCTOR) ## build release/, the students' repository: STUDENT_REPO
 key: $(INSTRUCTOR) sandbox-check ## grade the solution notebooks (quick) and write instructor/key.json, the models' reference
 	$(BIN)/python -m instructor.grader key --jobs $(JOBS)
 
-grade: $(INSTRUCTOR) sandbox-check ## grade SUBMISSIONS=<dir> (a folder per student) into grades/; -j 2: two at once
-	$(BIN)/python -m instructor.grader grade $(SUBMISSIONS) --grades $(GRADES) --jobs $(JOBS) $(GRADE_ARGS)
+grade: $(INSTRUCTOR) sandbox-check ## grade SUBMISSIONS=<dir> (a folder per student) into grades/; -j 2: two at once; STUDENT=<name>: regrade one
+	$(BIN)/python -m instructor.grader grade $(SUBMISSIONS) --grades $(GRADES) --jobs $(JOBS) \
+	  $(if $(STUDENT),--student "$(STUDENT)") $(GRADE_ARGS)
 
 gradebook: $(INSTRUCTOR) ## merge the TAs' points (grades/manual-points.csv) into grades/gradebook.csv, running nothing
 	$(BIN)/python -m instructor.grader gradebook --grades $(GRADES)

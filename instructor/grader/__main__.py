@@ -84,16 +84,17 @@ def grade(args) -> int:
             student.problems.append(f"the grader could not read these notebooks ({type(error).__name__}); a TA "
                                     "has the files")
             student.notebooks = {}
+    regrade = chosen(students, args.student) if args.student else None
     print(f"grading {len(students)} student(s) in {submissions} ({settings.mode} settings, "
           f"{'sandboxed' if settings.sandboxed else 'NO SANDBOX'}, {max(1, args.jobs)} at a time)", flush=True)
     if settings.sandboxed:
-        results, ran = cluster.run_all(all_jobs, settings, grades / ".cache", workers=args.jobs)
+        results, ran = cluster.run_all(all_jobs, settings, grades / ".cache", workers=args.jobs, regrade=regrade)
     else:
         # without the sandbox a submission can write into grades/: it is put back, and no cached result is trusted
         grades.mkdir(parents=True, exist_ok=True)
         before = unsandboxed.Snapshot([grades])
         with tempfile.TemporaryDirectory(prefix="dgm-cache-") as cache:
-            results, ran = cluster.run_all(all_jobs, settings, Path(cache), workers=1)
+            results, ran = cluster.run_all(all_jobs, settings, Path(cache), workers=1, regrade=regrade)
         for line in before.restore():
             print(f"WARNING: while submissions ran, grades/: {line}", file=sys.stderr)
     sandbox.sweep(0)                     # the jobs' empty cgroups
@@ -123,6 +124,16 @@ def not_graded(results) -> int:
     print("Fix the cause, then run the same command again: only these notebooks are graded again, the rest come "
           "from the cache.", file=sys.stderr)
     return 3
+
+
+def chosen(students: list, names: list) -> set:
+    """The slugs of the students named (by folder name or the name their files have in grades/), all or nothing."""
+    found = {s.slug for s in students for n in names if n in (s.name, s.slug)}
+    unknown = [n for n in names if not any(n in (s.name, s.slug) for s in students)]
+    if unknown:
+        raise SystemExit(f"no student {', '.join(map(repr, unknown))} in the submissions; they are: "
+                         + ", ".join(sorted(s.name for s in students)[:20]) + (" ..." if len(students) > 20 else ""))
+    return found
 
 
 def write_outputs(grades: Path, by_job: dict, settings: Settings, show_expected: bool, submissions, ran: int,
@@ -201,6 +212,8 @@ def main(argv=None) -> int:
             p.add_argument("--grades", type=Path, default=ROOT / "grades")
             p.add_argument("--show-expected", action="store_true", help="the feedback shows the expected values")
             p.add_argument("--full", action="store_true", help="full settings (hours per student on a CPU)")
+            p.add_argument("--student", action="append", default=[],
+                           help="grade this student again, whatever the cache holds (repeatable); the rest as cached")
         p.add_argument("--jobs", "-j", type=int, default=1, help="notebooks at once (Dask workers)")
         p.add_argument("--cell-timeout", type=float, default=600, help="seconds per cell")
         p.add_argument("--timeout", type=float, default=1800, help="seconds per notebook")

@@ -118,7 +118,7 @@ def totals(results: dict, parts: dict, sheet: dict) -> dict:
         for (notebook, part), (question, _) in parts.items():
             points, problem = manual_points(sheet.get((student, notebook, part)))
             if problem:
-                row["problems"].append(f"{notebook} {part}: {problem}")
+                row["problems"].append(f"student {student!r}, {notebook} part {part}: {problem}")
             if points is not None and (notebook, question) in names:
                 row[names[(notebook, question)]] = row.get(names[(notebook, question)], 0.0) + points
         row["total"] = sum(v for k, v in row.items() if k not in ("total", "problems"))

@@ -118,6 +118,15 @@ def test_make_grade_dash_j_2_runs_two_notebooks_at_once(tmp_path):
     rows = {row[0]: row for row in gradebook(tmp_path / "grades")}
     assert rows["ada"][1:] != rows["cy"][1:]
 
+    again = make_grade(subs, tmp_path / "grades", plain_env(DASK_SCHEDULER=""), "STUDENT=cy")
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert "1 from the cache, 1 to run (1 student(s))" in again.stdout
+    assert [r["student"] for r in details(tmp_path / "grades")["results"].values()
+            if r["notebook"] == NOTEBOOK and r["interval"][0] > max(a1, b1)] == ["cy"]
+    assert {row[0]: row for row in gradebook(tmp_path / "grades")} == rows
+    unknown = make_grade(subs, tmp_path / "grades", plain_env(DASK_SCHEDULER=""), "STUDENT=bo")
+    assert unknown.returncode != 0 and "no student 'bo' in the submissions; they are: ada, cy" in unknown.stderr
+
 
 @pytest.fixture(scope="module")
 def local_gradebook(tmp_path_factory):

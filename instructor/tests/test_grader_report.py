@@ -80,7 +80,8 @@ def test_points_that_are_not_a_number_in_range_are_named_and_not_counted(graded,
         writer.writerows(rows)
     assert cli.main(["gradebook", "--grades", str(grades)]) == 1
     err = capsys.readouterr().err
-    assert "points 'two' is not a number" in err and "outside 0..2" in err
+    assert "student 'ada', 03_kl_divergence part A3_derivation: points 'two' is not a number" in err
+    assert "student 'bo', 03_kl_divergence part A3_derivation: points 9 is outside 0..2" in err
     assert book(grades)["ada"]["A3"] == "3" and book(grades)["bo"]["A3"] == "0"
 
 

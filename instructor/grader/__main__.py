@@ -19,7 +19,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from . import bank, cluster, jobs, plan, report, sandbox, unsandboxed
+from . import bank, cluster, jobs, plan, report, run, sandbox, unsandboxed
 from .run import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -105,6 +105,8 @@ def grade(args) -> int:
                 by_job[(student.slug, stem)] = jobs.not_handed_in(student, stem)
         by_job[(student.slug, jobs.graded_notebooks()[0])]["problems"] = (
             student.problems + by_job[(student.slug, jobs.graded_notebooks()[0])]["problems"])
+        for stem, nb in student.notebooks.items():      # for the TA pages, beside the grader's rerun
+            by_job[(student.slug, stem)]["handed_in_figures"] = run.figures(nb)
     write_outputs(grades, by_job, settings, args.show_expected, submissions, ran, len(all_jobs))
     return not_graded(by_job.values())
 

@@ -6,9 +6,7 @@ atomically, after every job has ended. The TAs' sheet, grades/manual-points.csv,
 `make grade` adds rows for new students and parts, `make gradebook` merges the sheet into gradebook.csv again
 without running anything (nbgrader's manual grading, in a spreadsheet instead of the formgrader).
 """
-import base64
 import csv
-import html
 import io
 import json
 import os
@@ -17,8 +15,9 @@ from pathlib import Path
 
 from instructor import questions
 
+from . import pages
+
 SHEET_FIELDS = ["student", "notebook", "part", "question", "max_points", "points", "comment"]
-PNG = b"\x89PNG\r\n\x1a\n"
 MAXIMUM = "maximum/"        # the gradebook's row of maxima: no folder name can end in a slash
 FORMULA = ("=", "+", "-", "@", "\t", "\r")
 NOT_GRADED = "not graded"    # a notebook the grader failed on: no points yet, in no direction
@@ -171,38 +170,6 @@ def feedback_text(student: str, results: list, parts: dict, sheet: dict, show_ex
     return "\n".join(lines) + "\n"
 
 
-def safe_png(data: str) -> str | None:
-    """The base64 PNG when it decodes to a PNG of at most 2 MB, else None (a page shows only real images)."""
-    try:
-        raw = base64.b64decode(data, validate=True)
-    except (ValueError, TypeError):
-        return None
-    return data if raw.startswith(PNG) and len(raw) < 2 * 2**20 else None
-
-
-def ta_page(notebook: str, part: str, question: str, maximum: float, answers: list) -> str:
-    """One written or figure part, every student's answer side by side; student text is escaped, never markup."""
-    head = (f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>{html.escape(part)}</title>"
-            "<script type='text/x-mathjax-config'>MathJax.Hub.Config({tex2jax: {inlineMath: [['$', '$'], "
-            "['\\\\(', '\\\\)']], processEscapes: true}});</script>"
-            "<script src='../../mathjax/MathJax.js?config=TeX-AMS-MML_HTMLorMML-full,Safe,local/offline'></script>"
-            "<style>body{font-family:system-ui,sans-serif;margin:1em}.answer{border:1px solid #ccc;padding:.6em;"
-            "margin:.6em 0;white-space:pre-wrap}.missing{color:#a00}img{max-width:45em}</style></head><body>")
-    asked = next((q.text for q in questions.questions() if q.id == question and q.notebook == notebook), "")
-    body = [f"<h1>{html.escape(notebook)} · {html.escape(part)}</h1>",
-            f"<p><b>Question {html.escape(question)}.</b> {html.escape(asked)}</p>",
-            f"<p>{maximum:g} points. Enter them in <code>grades/manual-points.csv</code>, then run "
-            "<code>make gradebook</code>.</p>"]
-    for student, text, images in answers:
-        body.append(f"<h2>{html.escape(student)}</h2>")
-        if not text and not images:
-            body.append("<p class='missing'>no answer</p>")
-        if text:
-            body.append(f"<div class='answer'>{html.escape(text)}</div>")
-        body += [f"<img alt='figure' src='data:image/png;base64,{png}'>" for png in filter(None, map(safe_png, images))]
-    return head + "\n".join(body) + "</body></html>\n"
-
-
 def write_reports(grades: Path, results: dict, parts: dict, show_expected: bool, details: dict) -> dict:
     """Write everything under `grades`; returns the gradebook's rows."""
     sheet_path = grades / "manual-points.csv"
@@ -218,10 +185,14 @@ def write_reports(grades: Path, results: dict, parts: dict, show_expected: bool,
     from instructor.site import local_mathjax
 
     local_mathjax(grades)                  # the TA pages typeset LaTeX with it, offline
+    asked = {(q.notebook, q.id): q.text for q in questions.questions()}
     for (notebook, part), (question, maximum) in parts.items():
-        answers = [(r["student"], r["written"].get(part, ""), r["figures"].get(part, []))
+        answers = [(r["student"], r["slug"], r["written"].get(part, ""), r["figures"].get(part, []),
+                    r.get("handed_in_figures", {}).get(part, []))
                    for r in sorted(results.values(), key=lambda r: r["student"]) if r["notebook"] == notebook]
-        write_text(grades / "manual" / notebook / f"{part}.html", ta_page(notebook, part, question, maximum, answers))
+        write_text(grades / "manual" / notebook / f"{part}.html",
+                   pages.ta_page(notebook, part, question, asked.get((notebook, question), ""), maximum, answers,
+                                 details.get("mode", "quick")))
     write_text(grades / "details.json", json.dumps({**details, "gradebook": book}, indent=1, sort_keys=True))
     return book
 

@@ -45,9 +45,29 @@ def test_every_written_part_gets_a_page_with_every_answer_escaped_and_a_row_per_
     grades, _ = graded
     page = (grades / "manual" / "03_kl_divergence" / "A3_derivation.html").read_text()
     assert "By Jensen" in page and "<script>alert" not in page and "&lt;script&gt;" in page
-    assert page.index("<h2>ada</h2>") < page.index("<h2>bo</h2>") and "no answer" in page
+    assert page.index(">ada</h2>") < page.index(">bo</h2>") and "no answer" in page
     rows = {(r["student"], r["part"]): r for r in sheet(grades)}
     assert rows[("ada", "A3_derivation")]["points"] == "" and rows[("bo", "A3_derivation")]["max_points"] == "2"
+
+
+PNG_1x1 = ("iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg==")
+
+
+def test_a_ta_page_renders_markdown_runs_nothing_and_labels_each_figure(tmp_path):
+    text = ("The **second** term, $x_1$.\n\n<img src=x onerror=alert(1)> [link](javascript:alert(2)) "
+            "<a href='https://example.org' onclick='steal()'>ok</a>")
+    answer = result("ada", {"A3_derivation": text})
+    answer["figures"] = {"A3_derivation": [PNG_1x1, "bm90IGEgcG5n"]}           # the second is not a PNG
+    answer["handed_in_figures"] = {"A3_derivation": [PNG_1x1]}
+    results = {"ada/03": answer}
+    report.write_reports(tmp_path, results, jobs.manual_parts(), False, {"results": results, "mode": "quick"})
+    page = (tmp_path / "manual" / "03_kl_divergence" / "A3_derivation.html").read_text()
+    assert "<strong>second</strong>" in page and "$x_1$" in page and "**second**" not in page
+    assert "<img src=x" not in page and "onerror" not in page.replace("&lt;img src=x onerror", "")
+    assert "javascript:" not in page.replace("[link](javascript", "") and "onclick" not in page
+    assert '<a href="https://example.org">ok</a>' in page
+    assert page.count("as handed in (the student's own run)") == 1
+    assert page.count("the grader's rerun (quick settings)") == 1                # the non-PNG is not shown
 
 
 def test_manual_points_reach_the_gradebook_and_survive_a_regrade(graded, capsys):

@@ -1,0 +1,56 @@
+"""HTML pages of the grading, from jinja2 templates (templates/): the TA page of each written or figure part, with
+every student's answer side by side. Student text is Markdown rendered by nbconvert's own renderer and then cleaned
+by bleach (both already installed with nbconvert): tags outside a short list of text markup, every attribute but a
+link's address, and every script are shown as text, never run. Images are shown only when they are real PNGs."""
+import base64
+from functools import cache
+from pathlib import Path
+
+import bleach
+import jinja2
+from markupsafe import Markup
+from nbconvert.filters.markdown_mistune import markdown2html_mistune
+
+PNG = b"\x89PNG\r\n\x1a\n"
+TEXT_TAGS = {"p", "em", "strong", "code", "pre", "ul", "ol", "li", "h1", "h2", "h3", "h4", "h5", "h6", "blockquote",
+             "table", "thead", "tbody", "tr", "th", "td", "a", "br", "hr", "del", "sup", "sub", "span", "div"}
+
+
+@cache
+def templates() -> jinja2.Environment:
+    return jinja2.Environment(loader=jinja2.FileSystemLoader(Path(__file__).with_name("templates")),
+                              autoescape=True, undefined=jinja2.StrictUndefined)
+
+
+def safe_markdown(text: str) -> str:
+    """A student's Markdown as HTML that runs nothing; LaTeX between `$` is left for MathJax."""
+    try:
+        rendered = markdown2html_mistune(text)
+    except Exception:                              # a renderer's failure on odd input: the text itself, escaped
+        return f"<pre>{bleach.clean(text, tags=set())}</pre>"
+    return bleach.clean(rendered, tags=TEXT_TAGS, attributes={"a": ["href", "title"]},
+                        protocols={"http", "https", "mailto"}, strip=False)
+
+
+def safe_png(data: str) -> str | None:
+    """The base64 PNG when it decodes to a PNG of at most 2 MB, else None (a page shows only real images)."""
+    try:
+        raw = base64.b64decode(data, validate=True)
+    except (ValueError, TypeError):
+        return None
+    return data if raw.startswith(PNG) and len(raw) < 2 * 2**20 else None
+
+
+def pngs(images) -> list:
+    """At most six of the images that are real PNGs."""
+    return [png for png in (safe_png(i) for i in images[:6]) if png] if isinstance(images, list) else []
+
+
+def ta_page(notebook: str, part: str, question: str, asked: str, maximum: float, answers: list, mode: str) -> str:
+    """One written or figure part: every student's answer, their figures as handed in beside the grader's rerun.
+    `answers`: (student, slug, text, rerun figures, handed-in figures) per student."""
+    shown = [{"student": student, "slug": slug, "text": Markup(safe_markdown(text)) if text
+              else "", "rerun": pngs(rerun), "handed_in": pngs(handed_in)}
+             for student, slug, text, rerun, handed_in in answers]
+    return templates().get_template("ta_page.html.j2").render(
+        notebook=notebook, part=part, question=question, asked=asked, maximum=maximum, answers=shown, mode=mode)

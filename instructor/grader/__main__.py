@@ -19,6 +19,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+import nbformat
+
 from . import bank, cluster, jobs, plan, report, run, sandbox, unsandboxed
 from .run import Settings
 
@@ -107,6 +109,10 @@ def grade(args) -> int:
             student.problems + by_job[(student.slug, jobs.graded_notebooks()[0])]["problems"])
         for stem, nb in student.notebooks.items():      # for the TA pages, beside the grader's rerun
             by_job[(student.slug, stem)]["handed_in_figures"] = run.figures(nb)
+    shutil.rmtree(grades / "submitted", ignore_errors=True)
+    for student in students:                             # the hand-back pages show the notebooks as handed in
+        for stem, nb in student.notebooks.items():
+            report.write_text(grades / "submitted" / student.slug / f"{stem}.ipynb", nbformat.writes(nb))
     write_outputs(grades, by_job, settings, args.show_expected, submissions, ran, len(all_jobs))
     return not_graded(by_job.values())
 
@@ -152,7 +158,8 @@ def write_outputs(grades: Path, by_job: dict, settings: Settings, show_expected:
                "sandboxed": settings.sandboxed, "submissions": str(submissions), "key_version": settings.key_version,
                "jobs": total, "ran": ran, "results": results}
     report.write_reports(grades, results, jobs.manual_parts(), show_expected, details)
-    print(f"wrote {grades / 'gradebook.csv'}, feedback in {grades / 'feedback'}, TA pages in {grades / 'manual'} "
+    print(f"wrote {grades / 'gradebook.csv'}, feedback in {grades / 'feedback'} and {grades / 'handback'} (a page "
+          f"per notebook and a zip per student), TA pages in {grades / 'manual'} "
           f"({ran} of {total} notebook(s) graded now, the rest from the cache)")
 
 

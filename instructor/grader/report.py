@@ -9,13 +9,12 @@ without running anything (nbgrader's manual grading, in a spreadsheet instead of
 import csv
 import io
 import json
-import os
-import tempfile
 from pathlib import Path
 
 from instructor import questions
 
-from . import pages
+from . import handback, pages
+from .files import write_text
 
 SHEET_FIELDS = ["student", "notebook", "part", "question", "max_points", "points", "comment"]
 MAXIMUM = "maximum/"        # the gradebook's row of maxima: no folder name can end in a slash
@@ -31,27 +30,6 @@ def cell(text: str) -> str:
 
 def uncell(text: str) -> str:
     return text[1:] if text.startswith("'") and text[1:].startswith(FORMULA) else text
-
-
-def write_text(path: Path, text: str) -> None:
-    """Write a file whole or not at all; text that is not valid Unicode (a lone surrogate from a student's file name
-    or answer) is written escaped rather than stopping the report."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    os.fchmod(fd, 0o666 & ~umask())           # mkstemp's 0600 would hide grades from the other TAs of the group
-    try:
-        with os.fdopen(fd, "w", newline="", encoding="utf-8", errors="backslashreplace") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
-
-
-def umask() -> int:
-    """This process's umask (reading it means setting it: set back at once)."""
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
 
 
 def columns() -> list:
@@ -181,7 +159,9 @@ def write_reports(grades: Path, results: dict, parts: dict, show_expected: bool,
     for result in results.values():
         by_student.setdefault((result["student"], result["slug"]), []).append(result)
     for (student, slug), own in by_student.items():
-        write_text(grades / "feedback" / f"{slug}.md", feedback_text(student, own, parts, sheet, show_expected))
+        text = feedback_text(student, own, parts, sheet, show_expected)
+        write_text(grades / "feedback" / f"{slug}.md", text)
+        handback.write_handback(grades, student, slug, own, manual_rows(student, parts, sheet), text)
     from instructor.site import local_mathjax
 
     local_mathjax(grades)                  # the TA pages typeset LaTeX with it, offline
@@ -195,6 +175,15 @@ def write_reports(grades: Path, results: dict, parts: dict, show_expected: bool,
                                  details.get("mode", "quick")))
     write_text(grades / "details.json", json.dumps({**details, "gradebook": book}, indent=1, sort_keys=True))
     return book
+
+
+def manual_rows(student: str, parts: dict, sheet: dict) -> dict:
+    """notebook -> (question, part, points or None, maximum, comment) of each TA part, for the hand-back pages."""
+    rows = {}
+    for (notebook, part), (question, maximum) in sorted(parts.items()):
+        row = sheet.get((student, notebook, part), {})
+        rows.setdefault(notebook, []).append((question, part, manual_points(row)[0], maximum, row.get("comment", "")))
+    return rows
 
 
 def maxima(results: dict, parts: dict) -> dict:

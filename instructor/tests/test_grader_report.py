@@ -131,3 +131,40 @@ def test_every_file_written_is_readable_by_the_group_as_the_umask_allows(tmp_pat
     written = [p for p in tmp_path.rglob("*") if p.is_file() and "mathjax" not in p.parts]
     assert written and all(p.stat().st_mode & 0o777 == 0o640 for p in written), \
         {str(p.relative_to(tmp_path)): oct(p.stat().st_mode & 0o777) for p in written}
+
+
+def test_each_student_gets_their_own_notebook_back_with_points_and_comments_at_each_question(graded):
+    import zipfile
+
+    import nbformat
+
+    grades, results = graded
+    nb = nbformat.read(jobs.ROOT / "notebooks" / "03_kl_divergence.ipynb", as_version=4)
+    nb.cells.insert(1, nbformat.v4.new_markdown_cell("mine <script>alert('x')</script>"))
+    (grades / "submitted" / "bo").mkdir(parents=True)
+    nbformat.write(nb, grades / "submitted" / "bo" / "03_kl_divergence.ipynb")
+    rows = sheet(grades)
+    for row in rows:
+        if row["student"] == "bo" and row["part"] == "A3_derivation":
+            row.update(points="1", comment="the second term's sign")
+    with open(grades / "manual-points.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, report.SHEET_FIELDS)
+        writer.writeheader()
+        writer.writerows(rows)
+    assert cli.main(["gradebook", "--grades", str(grades)]) == 0
+    page = (grades / "handback" / "bo" / "03_kl_divergence.html").read_text()
+    from answers import export
+    from instructor.grader import handback
+
+    cells = handback.annotated(nb, {"A3": ["x"], "Z9": ["y"]}).cells
+    boxes = [i for i, c in enumerate(cells) if c.metadata.get("dgm_feedback")]
+    a3 = [i for i, c in enumerate(cells) if export.grading(c).get("grade_id", "").startswith("A3_")]
+    assert boxes[0] == a3[-1] + 1 and cells[boxes[1]].metadata["dgm_feedback"] == "Z9" and boxes[1] == len(cells) - 1
+    assert "Feedback on question A3" in page
+    assert "GaussianKL on fresh inputs: <strong>0 / 3</strong> - KL: wrong for 200 of 200 fresh inputs" in page
+    assert "<strong>1 / 2</strong> - the second term" in page
+    assert "<script>alert('x')</script>" not in page and "mine" in page
+    with zipfile.ZipFile(grades / "handback" / "bo.zip") as bundle:
+        assert sorted(bundle.namelist()) == ["bo/03_kl_divergence.html", "bo/index.html"]
+    assert "Feedback for bo" in (grades / "handback" / "bo" / "index.html").read_text()
+    assert not (grades / "handback" / "ada" / "03_kl_divergence.html").exists()     # ada handed nothing in here

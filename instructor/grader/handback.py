@@ -1,0 +1,104 @@
+"""Handing back: for each student, grades/handback/<student>/ holds each notebook they handed in as an HTML page with,
+after each question's last cell, the points and what the grader and the TAs said, and an index.html with the whole
+feedback; grades/handback/<student>.zip holds the same folder, ready to upload to an LMS or push to the student.
+
+The pages are nbconvert's (HTMLExporter, lab template) with `sanitize_html`: the student's own Markdown and outputs are
+shown, their scripts never run. The notebook is the one the student handed in (grades/submitted/, a validated copy
+written by `make grade`), so it shows their own outputs, not the grader's rerun. A page is rendered again only when
+its notebook or its feedback changed (`make gradebook` after the TAs' points re-renders what they touched).
+"""
+import hashlib
+import json
+import zipfile
+from functools import cache
+from pathlib import Path
+
+import nbformat
+from nbconvert import HTMLExporter
+
+from answers import export
+
+from . import pages
+from .files import umask, write_text
+
+
+@cache
+def exporter() -> HTMLExporter:
+    return HTMLExporter(template_name="lab", embed_images=True, sanitize_html=True)
+
+
+def box(question: str, lines: list) -> nbformat.NotebookNode:
+    """The feedback of one question, as a Markdown cell of the page."""
+    text = f"> **Feedback on question {question}**\n>\n" + "\n".join(f"> - {line}" for line in lines)
+    cell = nbformat.v4.new_markdown_cell(text)
+    cell.metadata["dgm_feedback"] = question
+    return cell
+
+
+def feedback_lines(notebook: str, verdicts: list, manual: list) -> dict:
+    """question -> the lines of its feedback: each hidden or model test, each TA part."""
+    lines = {}
+    for v in verdicts:
+        earned = "not graded yet" if v["earned"] is None else f"{v['earned']:g} / {v['points']:g}"
+        lines.setdefault(v["question"], []).append(f"{v['description']}: **{earned}**"
+                                                   f"{' - ' + v['message'] if v['message'] else ' - right'}")
+    for question, part, points, maximum, comment in manual:
+        shown = f"{points:g} / {maximum:g}" if points is not None else f"not graded yet / {maximum:g}"
+        lines.setdefault(question, []).append(f"a TA read `{part}`: **{shown}**" + (f" - {comment}" if comment else ""))
+    return lines
+
+
+def annotated(nb: nbformat.NotebookNode, lines: dict) -> nbformat.NotebookNode:
+    """The notebook with each question's feedback after the last cell that answers it (the rest at the end)."""
+    last = {}
+    for index, cell in enumerate(nb.cells):
+        grade_id = export.grading(cell).get("grade_id")
+        if grade_id and grade_id.split("_", 1)[0] in lines:
+            last[grade_id.split("_", 1)[0]] = index
+    cells = []
+    for index, cell in enumerate(nb.cells):
+        cells.append(cell)
+        cells += [box(q, lines[q]) for q, at in sorted(last.items()) if at == index]
+    unplaced = [q for q in lines if q not in last]
+    if unplaced:
+        cells.append(nbformat.v4.new_markdown_cell("## Other questions\n\nNo cell of yours answers these (its "
+                                                   "nbgrader metadata is gone, or the cell was deleted):"))
+        cells += [box(q, lines[q]) for q in unplaced]
+    nb.cells = cells
+    return nb
+
+
+def render_page(source: Path, lines: dict, target: Path) -> None:
+    """Write target (an HTML page) unless it is up to date with its notebook and its feedback."""
+    digest = hashlib.sha256(source.read_bytes() + json.dumps(lines, sort_keys=True).encode()).hexdigest()
+    stamp = target.with_name(f".{target.stem}.sha256")
+    if target.exists() and stamp.exists() and stamp.read_text() == digest:
+        return
+    nb = annotated(nbformat.read(source, as_version=4), lines)
+    body, _ = exporter().from_notebook_node(nb, resources={"metadata": {"name": source.stem}})
+    write_text(target, body)
+    write_text(stamp, digest)
+
+
+def write_handback(grades: Path, student: str, slug: str, results: list, manual: dict, feedback: str) -> Path:
+    """The student's folder and zip; `manual`: notebook -> (question, part, points, maximum, comment) rows."""
+    folder = grades / "handback" / slug
+    stems = []
+    for result in sorted(results, key=lambda r: r["notebook"]):
+        source = grades / "submitted" / slug / f"{result['notebook']}.ipynb"
+        if source.is_file():
+            render_page(source, feedback_lines(result["notebook"], result["verdicts"], manual.get(result["notebook"],
+                                                                                                  [])),
+                        folder / f"{result['notebook']}.html")
+            stems.append(result["notebook"])
+    write_text(folder / "index.html", pages.templates().get_template("handback_index.html.j2").render(
+        student=student, notebooks=stems, feedback=pages.Markup(pages.safe_markdown(feedback))))
+    archive = grades / "handback" / f"{slug}.zip"
+    tmp = archive.with_name(f".{archive.name}.tmp")
+    with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as bundle:
+        for path in sorted(folder.iterdir()):
+            if not path.name.startswith("."):
+                bundle.write(path, f"{slug}/{path.name}")
+    tmp.chmod(0o666 & ~umask())
+    tmp.replace(archive)
+    return folder

@@ -25,7 +25,7 @@ ifneq ($(filter grade,$(MAKECMDGOALS)),)
   endif
 endif
 
-.PHONY: instructor student key grade gradebook html mutate bench sandbox-check
+.PHONY: instructor student key grade gradebook html html-student mutate bench sandbox-check
 
 instructor: $(INSTRUCTOR) ## install the instructor-only tools (nbgrader, Dask, a local MathJax) into .venv
 
@@ -58,8 +58,11 @@ grade: $(INSTRUCTOR) sandbox-check ## grade SUBMISSIONS=<dir> (a folder per stud
 gradebook: $(INSTRUCTOR) ## merge the TAs' points (grades/manual-points.csv) into grades/gradebook.csv, running nothing
 	$(BIN)/python -m instructor.grader gradebook --grades $(GRADES)
 
-html: $(INSTRUCTOR) ## render the notebooks to site/ for offline reading (HTML_RELEASE=1: release/ too)
-	$(BIN)/python -m instructor.site --out site $(if $(HTML_RELEASE),--release)
+html: $(INSTRUCTOR) ## render the solution notebooks to site/ for offline reading (instructors)
+	$(BIN)/python -m instructor.site --out site
+
+html-student: $(INSTRUCTOR) ## render release/ alone to student-site/: the students' site, no answer in it
+	$(BIN)/python -m instructor.site --student release --out student-site
 
 mutate: $(INSTRUCTOR) ## mutation testing of answers/*.py against the answer tests and the hidden tests (not in make test)
 	$(BIN)/python -m pip install --quiet -r requirements-dev.txt

@@ -1,11 +1,12 @@
-"""`make html`: the notebooks as web pages in site/, readable offline (docs/instructors.md).
+"""`make html` and `make html-student`: the notebooks as web pages, readable offline (docs/instructors.md).
 
-nbconvert's HTMLExporter renders each notebook as committed (the solution notebooks carry the outputs of a full run);
-with --release, the exercise notebooks of release/ go to site/release/. Every page opens with its title (the Colab
-cell, which does nothing outside Colab, is left out) and has links to the index and to the previous and next notebook;
-a solution page shows its answers without the marker lines. site/index.html lists the notebooks with their question
-ids. The math renders offline with the copy of MathJax 2.7 that jupyter-server-mathjax ships, copied into
-site/mathjax/ (without that package the pages load MathJax from its CDN). Images are embedded in the pages.
+nbconvert's HTMLExporter renders each notebook: `make html` the solution notebooks as committed (with the outputs of a
+full run) into site/, for instructors; `make html-student` the exercise notebooks of release/ alone into
+student-site/, a site to give students, with nothing of the solutions in it. Every page opens with its title (the
+Colab cell, which does nothing outside Colab, is left out), shows no marker line of the answer regions, and has links
+to the index and to the previous and next notebook. The index lists the notebooks with their question ids. The math
+renders offline with the copy of MathJax 2.7 that jupyter-server-mathjax ships, copied into mathjax/ beside the pages
+(without that package the pages load MathJax from its CDN). Images are embedded in the pages.
 """
 import argparse
 import html
@@ -58,12 +59,12 @@ def title(nb) -> str:
 
 
 def for_reading(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
-    """The notebook as a page shows it: no Colab cell, no marker lines in written answers."""
+    """The notebook as a page shows it: no Colab cell, no marker line of an answer region, in code or prose."""
     cells = [c for c in nb.cells if not (c.cell_type == "code" and c.source.startswith(colab.MARK))]
     for cell in cells:
-        if cell.cell_type == "markdown" and export.BEGIN in cell.source:
+        if export.BEGIN in cell.source:
             cell.source = "\n".join(line for line in cell.source.split("\n")
-                                    if export.BEGIN not in line and export.END not in line)
+                                    if line.strip() not in (export.BEGIN, export.END))
     nb.cells = cells
     return nb
 
@@ -116,25 +117,25 @@ def index_page(sections: list) -> str:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--out", type=Path, default=ROOT / "site")
-    parser.add_argument("--release", action="store_true", help="also render the exercise notebooks of release/")
-    parser.add_argument("--release-dir", type=Path, default=ROOT / "release")
+    parser.add_argument("--out", type=Path, help="the site's folder (site/, or student-site/ with --student)")
+    parser.add_argument("--student", type=Path, metavar="RELEASE",
+                        help="render the exercise notebooks of this release (release/) alone: the students' site")
     args = parser.parse_args(argv)
-    site = args.out.resolve()
+    site = (args.out or ROOT / ("student-site" if args.student else "site")).resolve()
+    if args.student:
+        notebooks = sorted((args.student / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+        if not notebooks or (args.student / "instructor").exists():
+            raise SystemExit(f"no release in {args.student}: run `make student STUDENT_REPO=<url>` first")
+        heading = "Exercises"
+    else:
+        notebooks, heading = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb")), "Solutions (executed notebooks)"
     site.mkdir(parents=True, exist_ok=True)
     mathjax = local_mathjax(site)
     if mathjax is None:
         print("jupyter-server-mathjax is not installed: the pages load MathJax from the internet", file=sys.stderr)
-    notebooks = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
-    sections = [("Solutions (executed notebooks)", "", render(notebooks, site, mathjax, "index.html"))]
-    if args.release:
-        exercises = sorted((args.release_dir / "notebooks").glob("[0-9][0-9]_*.ipynb"))
-        if not exercises:
-            raise SystemExit(f"no notebooks in {args.release_dir / 'notebooks'}: run `make student` first")
-        sections.append(("Exercises (the student release)", "release/",
-                         render(exercises, site / "release", mathjax and "../mathjax", "../index.html")))
+    sections = [(heading, "", render(notebooks, site, mathjax, "index.html"))]
     (site / "index.html").write_text(index_page(sections))
-    print(f"wrote {site / 'index.html'} and {sum(len(s[2]) for s in sections)} pages")
+    print(f"wrote {site / 'index.html'} and {len(sections[0][2])} pages")
     return 0
 
 

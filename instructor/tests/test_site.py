@@ -50,3 +50,47 @@ def test_the_math_renders_offline_from_the_local_mathjax(site):
     assert 'src="mathjax/MathJax.js' in page and "cdnjs.cloudflare.com/ajax/libs/mathjax" not in page
     index = (site / "index.html").read_text()
     assert all(f'href="{stem}.html"' in index for stem in STEMS)
+
+
+@pytest.fixture(scope="module")
+def student_site(tmp_path_factory):
+    """`make student`, then `make html-student`: the release's pages alone."""
+    base = tmp_path_factory.mktemp("student-site")
+    built = subprocess.run([sys.executable, "-m", "instructor.release", "--out", str(base / "release"),
+                            "--repository", "https://github.com/example-course/homework"], cwd=ROOT,
+                           capture_output=True, text=True, timeout=600)
+    assert built.returncode == 0, built.stdout + built.stderr
+    result = subprocess.run([sys.executable, "-m", "instructor.site", "--student", str(base / "release"), "--out",
+                             str(base / "site")], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr
+    return base / "site"
+
+
+def page_text(page: str) -> str:
+    """What a reader of a page can see or select: its text and its attributes, without tags, entities decoded."""
+    import html
+
+    return html.unescape(re.sub(r"<[^>]*>", " ", page)) + " ".join(re.findall(r'="([^"]*)"', page))
+
+
+def test_the_students_site_holds_the_exercises_alone_without_markers_or_answers(student_site):
+    from instructor.tests.test_release import leak_fragments, leaks, normal
+
+    pages = sorted(p.name for p in student_site.glob("*.html"))
+    assert pages == sorted(["index.html", *(f"{stem}.html" for stem in STEMS)])
+    raw = " ".join(p.read_text() for p in student_site.glob("*.html"))
+    assert not re.search(r'<span class="c1">### (BEGIN|END) SOLUTION</span>', raw), "a marker line in a code cell"
+    assert "BEGIN SOLUTION</h3>" not in raw and "END SOLUTION</h3>" not in raw
+    text = normal(page_text(raw))
+    assert "solutions" not in normal(page_text((student_site / "index.html").read_text()))
+    assert "notimplementederror" in text                        # the stubs are there, as exercises
+    fragments = leak_fragments()
+    assert not leaks(text, fragments), "an answer reached the students' site"
+    planted = sorted(fragments["code"])[0]                      # the same search finds one when it is there
+    assert leaks(text + " " + planted, fragments)
+
+
+def test_the_students_site_refuses_a_folder_that_is_not_a_release(tmp_path):
+    result = subprocess.run([sys.executable, "-m", "instructor.site", "--student", str(ROOT), "--out",
+                             str(tmp_path / "site")], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert result.returncode != 0 and "no release in" in result.stderr

@@ -148,6 +148,8 @@ def plain_env(tmp_path) -> dict:
 
 
 def test_make_collect_as_the_guide_types_it(tmp_path):
+    guide = (ROOT / "docs" / "instructors.md").read_text()
+    assert "make collect FROM=canvas:~/Downloads/submissions.zip SUBMISSIONS=~/hw1/submissions\n" in guide
     out = tmp_path / "hw1" / "submissions"
     done = subprocess.run(["make", "--no-print-directory", "collect", f"FROM=canvas:{canvas_zip(tmp_path)}",
                            f"SUBMISSIONS={out}", f"COURSE={course_file(tmp_path)}"], cwd=ROOT,

@@ -73,8 +73,7 @@ def entry_name(info: zipfile.ZipInfo) -> str:
 
 
 def zip_files(path: Path, tz: tzinfo, wanted) -> tuple:
-    """([(parts, time, bytes or None)], problems) of a zip's files, read only where `wanted(parts)`; the
-    archive's own problems (links, paths leaving it, damage) are named, and a bomb stops the run."""
+    """([(parts, time, bytes or None)], problems): the zip's files, read where `wanted(parts)`; a bomb stops the run."""
     try:
         archive = zipfile.ZipFile(path)
     except (OSError, zipfile.BadZipFile) as error:
@@ -149,8 +148,7 @@ def canvas(path: Path, tz: tzinfo, expected: list) -> tuple:
 
 
 def moodle(path: Path, tz: tzinfo, expected: list) -> tuple:
-    """({participant id: Handin}, problems) of a Moodle "Download all submissions" zip: a folder per submission, or
-    (older Moodle) flat files, named `<Full Name>_<participant id>_assignsubmission_<plugin>_`."""
+    """({participant id: Handin}, problems) of a Moodle "Download all submissions" zip, in folders or flat."""
     files, problems = zip_files(path, tz, is_notebook)
     handins = {}
     for parts, time, data in files:
@@ -182,8 +180,7 @@ def git(*args, cwd: Path, check: bool = True) -> bytes:
 
 
 def github(key: str, url: str, deadline: datetime, expected: list, scratch: Path) -> Handin:
-    """The notebooks of the last commit at or before the deadline (its committer date is the hand-in time), or
-    of the latest commit when none is; read from a bare clone in `scratch`."""
+    """The notebooks of the last commit at or before the deadline (else the latest), from a bare clone in `scratch`."""
     handin = Handin(key, f"{key} ({url})")
     clone = scratch / f"{len(list(scratch.iterdir()))}.git"
     try:

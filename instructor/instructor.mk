@@ -1,10 +1,16 @@
-# Instructor targets (docs/instructors.md), included by the Makefile: `make student`, `make key`, `make grade`,
-# `make gradebook`, `make html`. The student release has no instructor/ folder, so its Makefile has the students'
-# targets only.
+# Instructor targets (docs/instructors.md), included by the Makefile: `make student`, `make key`, `make collect`,
+# `make grade`, `make gradebook`, `make html`. The student release has no instructor/ folder, so its Makefile has the
+# students' targets only.
 INSTRUCTOR  := $(VENV)/.instructor
 SUBMISSIONS ?=
 GRADES      ?= grades
 GRADE_ARGS  ?=
+COURSE      ?= course.toml
+FROM        ?=
+COLLECT_ARGS ?=
+# FROM=canvas:<zip>: the kind before the first colon, the file after it (a path may hold colons of its own)
+FROM_KIND   := $(firstword $(subst :, ,$(FROM)))
+FROM_FILE   := $(patsubst $(FROM_KIND):%,%,$(FROM))
 # `make grade -j 4` grades four notebooks at once (Dask workers); `-j` alone, one per core; without -j, one. Expanded
 # in the recipe (`=`, not `:=`): GNU make puts -jN into MAKEFLAGS only after it has read the makefiles.
 JOBS         = $(or $(patsubst -j%,%,$(filter -j%,$(MAKEFLAGS))),$(if $(filter -j,$(MAKEFLAGS)),$(CORES)),1)
@@ -16,6 +22,20 @@ ifneq ($(filter student,$(MAKECMDGOALS)),)
     $(error make student needs STUDENT_REPO=<the students' repository URL>, e.g. make student STUDENT_REPO=https://github.com/<course>/<homework>)
   endif
 endif
+ifneq ($(filter collect,$(MAKECMDGOALS)),)
+  ifeq ($(filter canvas:% moodle:% github:%,$(FROM)),)
+    $(error make collect needs FROM=canvas:<zip>, moodle:<zip> or github:<roster.csv>, e.g. make collect FROM=canvas:~/Downloads/submissions.zip SUBMISSIONS=~/hw1/submissions)
+  endif
+  ifeq ($(wildcard $(FROM_FILE)),)
+    $(error FROM=$(FROM): no file $(FROM_FILE): give the $(FROM_KIND) download (or roster) as it was saved)
+  endif
+  ifeq ($(strip $(SUBMISSIONS)),)
+    $(error make collect needs SUBMISSIONS=<a new folder>, where each student's notebooks go, e.g. make collect FROM=$(FROM) SUBMISSIONS=~/hw1/submissions)
+  endif
+  ifeq ($(wildcard $(COURSE)),)
+    $(error no course file $(COURSE): copy course.toml, set its deadline, late policy and roster, and give COURSE=<it>)
+  endif
+endif
 ifneq ($(filter grade,$(MAKECMDGOALS)),)
   ifeq ($(strip $(SUBMISSIONS)),)
     $(error make grade needs SUBMISSIONS=<folder holding one folder per student>, e.g. make grade SUBMISSIONS=~/hw1/submissions -j 2)
@@ -25,7 +45,7 @@ ifneq ($(filter grade,$(MAKECMDGOALS)),)
   endif
 endif
 
-.PHONY: instructor student key grade gradebook html html-student mutate bench sandbox-check
+.PHONY: instructor student key collect grade gradebook html html-student mutate bench sandbox-check
 
 instructor: $(INSTRUCTOR) ## install the instructor-only tools (nbgrader, Dask, a local MathJax) into .venv
 
@@ -50,6 +70,9 @@ student: $(INSTRUCTOR) ## build release/, the students' repository: STUDENT_REPO
 
 key: $(INSTRUCTOR) sandbox-check ## grade the solution notebooks (quick) and write instructor/key.json, the models' reference
 	$(BIN)/python -m instructor.grader key --jobs $(JOBS)
+
+collect: $(INSTRUCTOR) ## FROM=canvas:<zip>|moodle:<zip>|github:<roster.csv> into SUBMISSIONS=<dir>, per course.toml
+	$(BIN)/python -m instructor.collect $(FROM_KIND) $(FROM_FILE) --course $(COURSE) --out $(SUBMISSIONS) $(COLLECT_ARGS)
 
 grade: $(INSTRUCTOR) sandbox-check ## grade SUBMISSIONS=<dir> (a folder per student) into grades/; -j 2: two at once; STUDENT=<name>: regrade one
 	$(BIN)/python -m instructor.grader grade $(SUBMISSIONS) --grades $(GRADES) --jobs $(JOBS) \

@@ -76,7 +76,7 @@ collect: $(INSTRUCTOR) ## FROM=canvas:<zip>|moodle:<zip>|github:<roster.csv> int
 
 grade: $(INSTRUCTOR) sandbox-check ## grade SUBMISSIONS=<dir> (a folder per student) into grades/; -j 2: two at once; STUDENT=<name>: regrade one
 	$(BIN)/python -m instructor.grader grade $(SUBMISSIONS) --grades $(GRADES) --jobs $(JOBS) \
-	  $(if $(STUDENT),--student "$(STUDENT)") $(GRADE_ARGS)
+	  $(if $(wildcard $(COURSE)),--course $(COURSE)) $(if $(STUDENT),--student "$(STUDENT)") $(GRADE_ARGS)
 
 gradebook: $(INSTRUCTOR) ## merge the TAs' points (grades/manual-points.csv) into grades/gradebook.csv, running nothing
 	$(BIN)/python -m instructor.grader gradebook --grades $(GRADES)

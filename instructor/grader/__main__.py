@@ -21,7 +21,7 @@ from pathlib import Path
 
 import nbformat
 
-from . import bank, cluster, jobs, plan, report, run, sandbox, unsandboxed
+from . import bank, cluster, jobs, lms, plan, report, run, sandbox, unsandboxed
 from .run import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -73,6 +73,7 @@ def grade(args) -> int:
     if grades == ROOT or ROOT in grades.parents and grades.name in ("notebooks", "instructor", "helpers", "answers"):
         raise SystemExit(f"--grades {grades} would write over the course's own files: choose another folder")
     settings = settings_from(args, read_key())
+    course = lms.lateness(submissions, args.course), lms.roster(args.course)     # a bad course file stops here
     students, skipped = plan.read_class(submissions, jobs.graded_notebooks())
     if not students:
         raise SystemExit(f"{submissions} holds no student folders")
@@ -113,7 +114,7 @@ def grade(args) -> int:
     for student in students:                             # the hand-back pages show the notebooks as handed in
         for stem, nb in student.notebooks.items():
             report.write_text(grades / "submitted" / student.slug / f"{stem}.ipynb", nbformat.writes(nb))
-    write_outputs(grades, by_job, settings, args.show_expected, submissions, ran, len(all_jobs))
+    write_outputs(grades, by_job, settings, args.show_expected, submissions, ran, len(all_jobs), course)
     return not_graded(by_job.values())
 
 
@@ -145,7 +146,7 @@ def chosen(students: list, names: list) -> set:
 
 
 def write_outputs(grades: Path, by_job: dict, settings: Settings, show_expected: bool, submissions, ran: int,
-                  total: int) -> None:
+                  total: int, course: tuple = ({}, {})) -> None:
     """The executed copies, then every report: the last files written, once every job has ended."""
     executed = grades / "executed"
     if executed.exists():
@@ -155,6 +156,7 @@ def write_outputs(grades: Path, by_job: dict, settings: Settings, show_expected:
             report.write_text(executed / slug / f"{stem}.ipynb", json.dumps(result["executed"], indent=1))
     results = {f"{slug}/{stem}": {k: v for k, v in r.items() if k != "executed"} for (slug, stem), r in by_job.items()}
     details = {"when": datetime.datetime.now().astimezone().isoformat(timespec="seconds"), "mode": settings.mode,
+               "late": course[0], "roster": course[1],
                "sandboxed": settings.sandboxed, "submissions": str(submissions), "key_version": settings.key_version,
                "jobs": total, "ran": ran, "results": results}
     report.write_reports(grades, results, jobs.manual_parts(), show_expected, details)
@@ -221,6 +223,7 @@ def main(argv=None) -> int:
             p.add_argument("--grades", type=Path, default=ROOT / "grades")
             p.add_argument("--show-expected", action="store_true", help="the feedback shows the expected values")
             p.add_argument("--full", action="store_true", help="full settings (hours per student on a CPU)")
+            p.add_argument("--course", type=Path, help="the course file: deadline, late policy, roster (course.toml)")
             p.add_argument("--student", action="append", default=[],
                            help="grade this student again, whatever the cache holds (repeatable); the rest as cached")
         p.add_argument("--jobs", "-j", type=int, default=1, help="notebooks at once (Dask workers)")

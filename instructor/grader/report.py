@@ -9,11 +9,12 @@ without running anything (nbgrader's manual grading, in a spreadsheet instead of
 import csv
 import io
 import json
+import sys
 from pathlib import Path
 
 from instructor import questions
 
-from . import handback, pages
+from . import handback, lms, pages
 from .files import write_text
 
 SHEET_FIELDS = ["student", "notebook", "part", "question", "max_points", "points", "comment"]
@@ -79,8 +80,9 @@ def sheet_text(results: dict, parts: dict, previous: dict) -> str:
     return buffer.getvalue()
 
 
-def totals(results: dict, parts: dict, sheet: dict) -> dict:
-    """student -> {column: points, "total": points, "problems": [...]} from the verdicts and the sheet."""
+def totals(results: dict, parts: dict, sheet: dict, late: dict | None = None) -> dict:
+    """student -> {column: points, "before late": points, "late deduction": fraction, "total": points, "problems":
+    [...]} from the verdicts, the sheet and each student's late deduction (a fraction of the whole)."""
     names = {(nb, qid): name for nb, qid, name in columns()}
     book, ungraded = {}, {}
     for result in results.values():
@@ -98,9 +100,11 @@ def totals(results: dict, parts: dict, sheet: dict) -> dict:
                 row["problems"].append(f"student {student!r}, {notebook} part {part}: {problem}")
             if points is not None and (notebook, question) in names:
                 row[names[(notebook, question)]] = row.get(names[(notebook, question)], 0.0) + points
-        row["total"] = sum(v for k, v in row.items() if k not in ("total", "problems"))
+        before = sum(v for k, v in row.items() if k != "problems")
+        deducted = (late or {}).get(student, {}).get("deducted", 0.0)
+        row.update({"before late": before, "late deduction": deducted, "total": round(before * (1 - deducted), 4)})
         for name in ungraded.get(student, ()):       # the grader failed there: no number, and so no total
-            row[name] = row["total"] = NOT_GRADED
+            row[name] = row["before late"] = row["total"] = NOT_GRADED
     return book
 
 
@@ -112,17 +116,22 @@ def gradebook_text(book: dict, maxima: dict) -> str:
     names = [name for _, _, name in columns()]
     buffer = io.StringIO()
     writer = csv.writer(buffer)
-    writer.writerow(["student", *names, "total"])
-    writer.writerow([MAXIMUM, *(f"{maxima.get(n, 0):g}" for n in names), f"{sum(maxima.values()):g}"])
+    writer.writerow(["student", *names, "before late", "late deduction", "total"])
+    writer.writerow([MAXIMUM, *(f"{maxima.get(n, 0):g}" for n in names), f"{sum(maxima.values()):g}", "",
+                     f"{sum(maxima.values()):g}"])
     for student in sorted(book):
         writer.writerow([cell(student), *(shown(book[student].get(n, 0)) for n in names),
+                         shown(book[student]["before late"]), f"{book[student]['late deduction']:g}",
                          shown(book[student]["total"])])
     return buffer.getvalue()
 
 
-def feedback_text(student: str, results: list, parts: dict, sheet: dict, show_expected: bool) -> str:
-    """One student's feedback: how each notebook ran, and per question what was tested and what it earned."""
+def feedback_text(student: str, results: list, parts: dict, sheet: dict, show_expected: bool,
+                  late: dict | None = None) -> str:
+    """One student's feedback: lateness, how each notebook ran, and per question what was tested and earned."""
     lines = [f"# Feedback for {student}", ""]
+    if late:
+        lines += [f"Hand-in: {late['sentence']}."] + [f"- {p}" for p in late.get("problems", [])] + [""]
     for result in sorted(results, key=lambda r: r["notebook"]):
         if result.get("grader_failure"):
             lines += [f"## {result['notebook']}", "", "Not graded yet: the grader failed on this notebook, not your "
@@ -153,13 +162,17 @@ def write_reports(grades: Path, results: dict, parts: dict, show_expected: bool,
     sheet_path = grades / "manual-points.csv"
     write_text(sheet_path, sheet_text(results, parts, read_sheet(sheet_path)))
     sheet = read_sheet(sheet_path)
-    book = totals(results, parts, sheet)
-    write_text(grades / "gradebook.csv", gradebook_text(book, maxima(results, parts)))
+    late = details.get("late", {})
+    book = totals(results, parts, sheet, late)
+    highest = maxima(results, parts)
+    write_text(grades / "gradebook.csv", gradebook_text(book, highest))
+    for student in lms.write_exports(grades, book, sum(highest.values()), details.get("roster", {})):
+        print(f"canvas.csv, moodle.csv: {student}'s total is left empty (not graded)", file=sys.stderr)
     by_student = {}
     for result in results.values():
         by_student.setdefault((result["student"], result["slug"]), []).append(result)
     for (student, slug), own in by_student.items():
-        text = feedback_text(student, own, parts, sheet, show_expected)
+        text = feedback_text(student, own, parts, sheet, show_expected, late.get(student))
         write_text(grades / "feedback" / f"{slug}.md", text)
         handback.write_handback(grades, student, slug, own, manual_rows(student, parts, sheet), text)
     from instructor.site import local_mathjax

@@ -1,10 +1,11 @@
 # Instructor targets (docs/instructors.md), included by the Makefile: `make student`, `make key`, `make grade`,
-# `make gradebook`, `make html`. The student release has no instructor/ folder, so its Makefile has the students'
-# targets only.
+# `make gradebook`, `make similarity`, `make html`. The student release has no instructor/ folder, so its Makefile
+# has the students' targets only.
 INSTRUCTOR  := $(VENV)/.instructor
 SUBMISSIONS ?=
 GRADES      ?= grades
 GRADE_ARGS  ?=
+SIMILARITY_ARGS ?=
 # `make grade -j 4` grades four notebooks at once (Dask workers); `-j` alone, one per core; without -j, one. Expanded
 # in the recipe (`=`, not `:=`): GNU make puts -jN into MAKEFLAGS only after it has read the makefiles.
 JOBS         = $(or $(patsubst -j%,%,$(filter -j%,$(MAKEFLAGS))),$(if $(filter -j,$(MAKEFLAGS)),$(CORES)),1)
@@ -24,8 +25,16 @@ ifneq ($(filter grade,$(MAKECMDGOALS)),)
     $(error SUBMISSIONS=$(SUBMISSIONS) is not a folder: give the folder that holds one folder per student (make collect makes it))
   endif
 endif
+ifneq ($(filter similarity,$(MAKECMDGOALS)),)
+  ifeq ($(strip $(SUBMISSIONS)),)
+    $(error make similarity needs SUBMISSIONS=<folder holding one folder per student>, e.g. make similarity SUBMISSIONS=~/hw1/submissions)
+  endif
+  ifeq ($(wildcard $(SUBMISSIONS)/.),)
+    $(error SUBMISSIONS=$(SUBMISSIONS) is not a folder: give the folder that holds one folder per student)
+  endif
+endif
 
-.PHONY: instructor student key grade gradebook html mutate bench sandbox-check
+.PHONY: instructor student key grade gradebook similarity html mutate bench sandbox-check
 
 instructor: $(INSTRUCTOR) ## install the instructor-only tools (nbgrader, Dask, a local MathJax) into .venv
 
@@ -56,6 +65,9 @@ grade: $(INSTRUCTOR) sandbox-check ## grade SUBMISSIONS=<dir> (a folder per stud
 
 gradebook: $(INSTRUCTOR) ## merge the TAs' points (grades/manual-points.csv) into grades/gradebook.csv, running nothing
 	$(BIN)/python -m instructor.grader gradebook --grades $(GRADES)
+
+similarity: $(INSTRUCTOR) ## compare SUBMISSIONS=<dir>'s answers pair by pair: grades/similarity/, instructors only
+	$(BIN)/python -m instructor.similarity $(SUBMISSIONS) --out $(GRADES)/similarity $(SIMILARITY_ARGS)
 
 html: $(INSTRUCTOR) ## render the notebooks to site/ for offline reading (HTML_RELEASE=1: release/ too)
 	$(BIN)/python -m instructor.site --out site $(if $(HTML_RELEASE),--release)

@@ -33,6 +33,8 @@ from answers import export
 from instructor.grader import jobs, plan, rebuild, report
 
 ROOT = Path(__file__).resolve().parent.parent
+# copydetect's own report puts file names (here, students' folder names) into its page unescaped and loads its style
+# from the web: the page is rendered from a template of ours, with copydetect's escaped highlighting of each answer.
 TEMPLATE = "similarity.html.j2"
 NOISE = 25          # copydetect's defaults: a match is at least 25 characters of normalised code, and every match of
 GUARANTEE = 25      # 25 is found (a window of 1: answers are short, so no fingerprint needs to be dropped for speed)
@@ -150,6 +152,8 @@ def compare(parts: list) -> dict:
     """(a, b) -> Pair for every two students who share a fingerprint in some part (copydetect's comparison)."""
     pairs = {}
     for part in parts:
+        # copydetect's CopyDetector compares every file with every other, from disk; only students who share a
+        # fingerprint can overlap, so only they are compared, with its compare_files
         holders = defaultdict(set)
         for name, prints in part.prints.items():
             for h in prints.hashes:

@@ -1,6 +1,6 @@
 # Instructor targets (docs/instructors.md), included by the Makefile: `make student`, `make key`, `make collect`,
-# `make grade`, `make gradebook`, `make html`. The student release has no instructor/ folder, so its Makefile has the
-# students' targets only.
+# `make grade`, `make gradebook`, `make similarity`, `make html`, `make html-student`. The student release has no
+# instructor/ folder, so its Makefile has the students' targets only.
 INSTRUCTOR  := $(VENV)/.instructor
 SUBMISSIONS ?=
 GRADES      ?= grades
@@ -8,6 +8,7 @@ GRADE_ARGS  ?=
 COURSE      ?= course.toml
 FROM        ?=
 COLLECT_ARGS ?=
+SIMILARITY_ARGS ?=
 # FROM=canvas:<zip>: the kind before the first colon, the file after it (a path may hold colons of its own)
 FROM_KIND   := $(firstword $(subst :, ,$(FROM)))
 FROM_FILE   := $(patsubst $(FROM_KIND):%,%,$(FROM))
@@ -44,8 +45,16 @@ ifneq ($(filter grade,$(MAKECMDGOALS)),)
     $(error SUBMISSIONS=$(SUBMISSIONS) is not a folder: give the folder that holds one folder per student (make collect makes it))
   endif
 endif
+ifneq ($(filter similarity,$(MAKECMDGOALS)),)
+  ifeq ($(strip $(SUBMISSIONS)),)
+    $(error make similarity needs SUBMISSIONS=<folder holding one folder per student>, e.g. make similarity SUBMISSIONS=~/hw1/submissions)
+  endif
+  ifeq ($(wildcard $(SUBMISSIONS)/.),)
+    $(error SUBMISSIONS=$(SUBMISSIONS) is not a folder: give the folder that holds one folder per student)
+  endif
+endif
 
-.PHONY: instructor student key collect grade gradebook html html-student mutate bench sandbox-check
+.PHONY: instructor student key collect grade gradebook similarity html html-student mutate bench sandbox-check
 
 instructor: $(INSTRUCTOR) ## install the instructor-only tools (nbgrader, Dask, a local MathJax) into .venv
 
@@ -80,6 +89,9 @@ grade: $(INSTRUCTOR) sandbox-check ## grade SUBMISSIONS=<dir> (a folder per stud
 
 gradebook: $(INSTRUCTOR) ## merge the TAs' points (grades/manual-points.csv) into grades/gradebook.csv, running nothing
 	$(BIN)/python -m instructor.grader gradebook --grades $(GRADES)
+
+similarity: $(INSTRUCTOR) ## compare SUBMISSIONS=<dir>'s answers pair by pair: grades/similarity/, instructors only
+	$(BIN)/python -m instructor.similarity $(SUBMISSIONS) --out $(GRADES)/similarity $(SIMILARITY_ARGS)
 
 html: $(INSTRUCTOR) ## render the solution notebooks to site/ for offline reading (instructors)
 	$(BIN)/python -m instructor.site --out site

@@ -40,6 +40,12 @@ def diagnosis(got: torch.Tensor, expected: torch.Tensor, tolerance: float) -> st
     return ""
 
 
+def sentence(text: str) -> str:
+    """`text` as a sentence: a capital first, and a full stop unless it already ends with ., ? or !."""
+    text = text.strip()
+    return text[:1].upper() + text[1:] + ("" if text.endswith((".", "?", "!")) else ".") if text else ""
+
+
 def check_close(got, expected, what: str, *, tolerance: float = 1e-6, hint: str = "") -> None:
     """Pass when `got` equals `expected` within tolerance * max(1, |expected|) elementwise; else say how it differs."""
     got_t, expected_t = _tensor(got), _tensor(expected)
@@ -48,9 +54,8 @@ def check_close(got, expected, what: str, *, tolerance: float = 1e-6, hint: str 
         if worst <= tolerance:
             return
     reason = diagnosis(got_t, expected_t, tolerance)
-    message = f"{what}: expected {_show(expected_t)}, got {_show(got_t)}"
-    message += "".join(f". {part[0].upper()}{part[1:]}" for part in (reason, hint) if part)
-    raise SelfCheckError(message + ".")
+    message = f"{what}: expected {_show(expected_t)}, got {_show(got_t)}."
+    raise SelfCheckError(" ".join([message] + [sentence(part) for part in (reason, hint) if part]))
 
 
 def check_that(condition, what: str, *, got=None, hint: str = "") -> None:
@@ -58,4 +63,4 @@ def check_that(condition, what: str, *, got=None, hint: str = "") -> None:
     if bool(condition):
         return
     message = f"{what} does not hold" + (f": got {_show(_tensor(got))}" if got is not None else "")
-    raise SelfCheckError(message + (f". {hint[0].upper()}{hint[1:]}" if hint else "") + ".")
+    raise SelfCheckError(" ".join([sentence(message)] + ([sentence(hint)] if hint else [])))

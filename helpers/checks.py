@@ -40,10 +40,11 @@ def diagnosis(got: torch.Tensor, expected: torch.Tensor, tolerance: float) -> st
     return ""
 
 
-def sentence(text: str) -> str:
-    """`text` as a sentence: a capital first, and a full stop unless it already ends with ., ? or !."""
+def sentence(text: str, capital: bool = True) -> str:
+    """`text` as a sentence: a capital first (unless it starts with a name of the code), a full stop unless it
+    already ends with ., ? or !."""
     text = text.strip()
-    return text[:1].upper() + text[1:] + ("" if text.endswith((".", "?", "!")) else ".") if text else ""
+    return (text[:1].upper() if capital else text[:1]) + text[1:] + ("" if text.endswith((".", "?", "!")) else ".")
 
 
 def check_close(got, expected, what: str, *, tolerance: float = 1e-6, hint: str = "") -> None:
@@ -63,4 +64,4 @@ def check_that(condition, what: str, *, got=None, hint: str = "") -> None:
     if bool(condition):
         return
     message = f"{what} does not hold" + (f": got {_show(_tensor(got))}" if got is not None else "")
-    raise SelfCheckError(" ".join([sentence(message)] + ([sentence(hint)] if hint else [])))
+    raise SelfCheckError(" ".join([sentence(message, capital=False)] + ([sentence(hint)] if hint else [])))

@@ -32,7 +32,7 @@ ROOT = Path(__file__).resolve().parent.parent
 TEMPLATE = Path(__file__).with_name("student-README.md")
 FOLDERS = ["helpers", "tools", "tests", "data", ".ci"]                  # what students get, whole
 FILES = ["Makefile", "pyproject.toml", "requirements.txt", "environment.yml", "LICENSE", "QUESTIONS.md", ".gitignore",
-         "answers/__init__.py", "answers/export.py"]
+         "answers/__init__.py", "answers/export.py", "notebooks/conftest.py"]
 BEGIN, END = export.BEGIN, export.END
 TEXT_STUB = ("**YOUR ANSWER HERE** (question {question}, part `{part}`): replace this text with your answer, in "
              "Markdown, with LaTeX between `$` signs.")
@@ -231,7 +231,7 @@ def build(out: Path, repository: str) -> Path:
         for name in release_files():
             (staging / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(ROOT / name, staging / name)
-        (staging / "notebooks").mkdir()
+        (staging / "notebooks").mkdir(exist_ok=True)
         notebook_exporter = exporter()
         for source in sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb")):
             nbformat.write(strip_notebook(source, notebook_exporter), staging / "notebooks" / source.name)

@@ -13,7 +13,7 @@ def message_of(check, *args, **kwargs) -> str:
 
 def test_a_hint_that_asks_a_question_ends_with_its_question_mark():
     text = message_of(check_that, False, "the error", got=2.0, hint="what is the variance of one?")
-    assert text == "The error does not hold: got 2. What is the variance of one?"
+    assert text == "the error does not hold: got 2. What is the variance of one?"
     text = message_of(check_close, 1.0, 0.0, "kl", hint="look at the constant term.")
     assert text.endswith("Look at the constant term.") and ".." not in text
 

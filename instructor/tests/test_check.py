@@ -128,3 +128,10 @@ def test_the_students_make_test_skips_what_is_not_answered_yet_and_fails_what_is
     summary = result.stdout.strip().splitlines()[-1]
     assert re.search(r"\b[12] failed\b", summary) and "skipped" in summary, result.stdout[-3000:]
     assert "03_kl_divergence.ipynb: A3, N, C3e" in result.stdout, result.stdout[-3000:]
+
+
+def test_the_students_readme_walks_the_loop_with_and_without_make(built):
+    readme = " ".join((built / "README.md").read_text().split())
+    for words in ("## The loop: open, answer, check, hand in", "make check NB=03 Q=A3", "python -m tools.check 03 A3",
+                  "python -m answers.export", "In Colab", "run the cell again", "## Handing in"):
+        assert words in readme, f"the students' README lacks {words!r}"

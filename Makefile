@@ -8,7 +8,7 @@ NOTEBOOKS := $(sort $(wildcard notebooks/[0-9][0-9]_*.ipynb))
 MIN_PYTHON := 3.11
 
 .DEFAULT_GOAL := help
-.PHONY: help setup run test answers lab data lint clean distclean check-python colab
+.PHONY: help setup run test check answers lab data lint clean distclean check-python colab
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -33,6 +33,11 @@ $(STAMP): requirements.txt pyproject.toml
 	$(BIN)/python -m ipykernel install --sys-prefix  # the standard python3 kernel, run by this environment
 	$(BIN)/python -c "import torch, torchvision, helpers; print('ready: torch', torch.__version__, '| torchvision', torchvision.__version__, '| CUDA' if torch.cuda.is_available() else '| CPU')"
 	touch $@
+
+check: setup ## check one notebook's answers, question by question: make check NB=03 (Q=A3: one question)
+	@test -n "$(NB)" || { echo "usage: make check NB=03 [Q=A3]: the notebook's number, and a question's id for one"; \
+	  exit 2; }
+	@$(BIN)/python -m tools.check $(NB) $(Q)
 
 answers: setup ## export the notebooks' answer cells to answers/*.py (later notebooks and the tests import them)
 	$(BIN)/python -m answers.export

@@ -13,7 +13,8 @@ def gaussian_kl(m1, s1, m2, s2):
     ### END SOLUTION
 
 
-# (m1, s1, m2, s2) of p = N(m1, s1^2) and q = N(m2, s2^2)
+# pairs: a dict with the keys "small" and "large", each a tuple of four numbers (m1, s1, m2, s2), the means and
+# standard deviations (s1, s2 > 0) of p = N(m1, s1^2) and q = N(m2, s2^2)
 ### BEGIN SOLUTION
 pairs = {"small": (0.0, 1.0, 0.05, 1.05), "large": (0.0, 0.5, 5.0, 1.0)}
 ### END SOLUTION

@@ -40,6 +40,13 @@ def diagnosis(got: torch.Tensor, expected: torch.Tensor, tolerance: float) -> st
     return ""
 
 
+def sentence(text: str, capital: bool = True) -> str:
+    """`text` as a sentence: a capital first (unless it starts with a name of the code), a full stop unless it
+    already ends with ., ? or !."""
+    text = text.strip()
+    return (text[:1].upper() if capital else text[:1]) + text[1:] + ("" if text.endswith((".", "?", "!")) else ".")
+
+
 def check_close(got, expected, what: str, *, tolerance: float = 1e-6, hint: str = "") -> None:
     """Pass when `got` equals `expected` within tolerance * max(1, |expected|) elementwise; else say how it differs."""
     got_t, expected_t = _tensor(got), _tensor(expected)
@@ -48,9 +55,8 @@ def check_close(got, expected, what: str, *, tolerance: float = 1e-6, hint: str 
         if worst <= tolerance:
             return
     reason = diagnosis(got_t, expected_t, tolerance)
-    message = f"{what}: expected {_show(expected_t)}, got {_show(got_t)}"
-    message += "".join(f". {part[0].upper()}{part[1:]}" for part in (reason, hint) if part)
-    raise SelfCheckError(message + ".")
+    message = f"{what}: expected {_show(expected_t)}, got {_show(got_t)}."
+    raise SelfCheckError(" ".join([message] + [sentence(part) for part in (reason, hint) if part]))
 
 
 def check_that(condition, what: str, *, got=None, hint: str = "") -> None:
@@ -58,4 +64,4 @@ def check_that(condition, what: str, *, got=None, hint: str = "") -> None:
     if bool(condition):
         return
     message = f"{what} does not hold" + (f": got {_show(_tensor(got))}" if got is not None else "")
-    raise SelfCheckError(message + (f". {hint[0].upper()}{hint[1:]}" if hint else "") + ".")
+    raise SelfCheckError(" ".join([sentence(message, capital=False)] + ([sentence(hint)] if hint else [])))

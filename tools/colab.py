@@ -36,13 +36,32 @@ def repository_url() -> str:
     return tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["urls"]["Repository"]
 
 
+# the forms a repository's address takes: https://host/path, ssh://git@host/path, git@host:path (scp-like)
+ADDRESS = re.compile(r"^(?:https://|ssh://(?:[\w.-]+@)?|[\w.-]+@)(?P<host>[\w.-]+\.[a-z]{2,})[/:](?P<path>[\w.~-]+(?:/[\w.~-]+)+)/?$")
+
+
+def parts(url: str) -> tuple | None:
+    """(host, owner/name) of a repository address in any of its forms, or None for what is not one."""
+    match = ADDRESS.match(url.strip())
+    return (match["host"].lower(), match["path"].removesuffix(".git")) if match else None
+
+
+def clone_url(url: str) -> str:
+    """The address Colab clones: https, since Colab holds no SSH key (an https address as given)."""
+    host, path = parts(url) or (None, None)
+    return f"https://{host}/{path}.git" if host and not url.startswith("https://") else url
+
+
 def colab_cell_source(url: str, clone: str = CLONE) -> str:
-    return CELL.format(mark=MARK, url=url, clone=clone, branch=BRANCH)
+    return CELL.format(mark=MARK, url=clone_url(url), clone=clone, branch=BRANCH)
 
 
-def colab_link(url: str, notebook: str) -> str:
-    """The Open-in-Colab address of a notebook on the repository's branch."""
-    path = re.sub(r"^https://github\.com/", "", url.rstrip("/").removesuffix(".git"))
+def colab_link(url: str, notebook: str) -> str | None:
+    """The Open-in-Colab address of a notebook on the repository's branch; None off GitHub (Colab opens notebooks
+    from GitHub alone)."""
+    host, path = parts(url) or (None, None)
+    if host != "github.com" or path.count("/") != 1:
+        return None
     return f"https://colab.research.google.com/github/{path}/blob/{BRANCH}/notebooks/{notebook}"
 
 
@@ -69,7 +88,7 @@ def update_readme(url: str) -> bool:
     readme = ROOT / "README.md"
     text = readme.read_text()
     new = re.sub(r"https://colab\.research\.google\.com/github/[^)\s]+/notebooks/([\w.]+\.ipynb)",
-                 lambda m: colab_link(url, m.group(1)), text)
+                 lambda m: colab_link(url, m.group(1)) or m.group(0), text)
     if new != text:
         readme.write_text(new)
     return new != text

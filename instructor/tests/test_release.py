@@ -205,6 +205,30 @@ def test_make_student_refuses_a_release_that_points_at_the_solutions(tmp_path):
     assert result.returncode != 0 and "make student STUDENT_REPO=https://github.com/" in result.stdout + result.stderr
 
 
+def test_make_student_refuses_what_is_not_a_repository_address(tmp_path):
+    for repository in ("example.org/course/homework", "https://github.com/course", "file:///srv/homework"):
+        result = subprocess.run([sys.executable, "-m", "instructor.release", "--out", str(tmp_path / "release"),
+                                 "--repository", repository], cwd=ROOT, capture_output=True, text=True, timeout=120)
+        assert result.returncode != 0 and "is not a repository address" in result.stderr, result.stderr
+        assert not (tmp_path / "release").exists()
+    ssh = release.repository_url().replace("https://github.com/", "git@github.com:") + ".git"
+    with pytest.raises(SystemExit, match="is the solutions' repository"):
+        release.check_repository(ssh)                        # the same repository in its ssh form
+
+
+def test_a_release_off_github_has_no_colab_link_and_says_why(tmp_path):
+    out = tmp_path / "release"
+    result = subprocess.run([sys.executable, "-m", "instructor.release", "--out", str(out), "--repository",
+                             "git@gitlab.com:course/homework.git"], cwd=ROOT, capture_output=True, text=True,
+                            timeout=600)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "is not on GitHub: the release has no Colab links" in result.stdout
+    readme = (out / "README.md").read_text()
+    assert "colab.research.google.com" not in readme and "Colab opens notebooks from GitHub alone" in readme
+    first = nbformat.read(out / "notebooks" / "01_ancestral_sampling.ipynb", as_version=4).cells[0].source
+    assert "https://gitlab.com/course/homework.git" in first
+
+
 def test_the_release_holds_what_students_need_and_nothing_of_the_instructors(built):
     for name in ("README.md", "Makefile", "pyproject.toml", "requirements.txt", "environment.yml", "QUESTIONS.md",
                  "data/README.md", "helpers/__init__.py", "answers/export.py", "tools/run_notebooks.py",

@@ -11,6 +11,8 @@ import jinja2
 from markupsafe import Markup
 from nbconvert.filters.markdown_mistune import markdown2html_mistune
 
+from answers import export
+
 PNG = b"\x89PNG\r\n\x1a\n"
 TEXT_TAGS = {"p", "em", "strong", "code", "pre", "ul", "ol", "li", "h1", "h2", "h3", "h4", "h5", "h6", "blockquote",
              "table", "thead", "tbody", "tr", "th", "td", "a", "br", "hr", "del", "sup", "sub", "span", "div"}
@@ -23,7 +25,9 @@ def templates() -> jinja2.Environment:
 
 
 def safe_markdown(text: str) -> str:
-    """A student's Markdown as HTML that runs nothing; LaTeX between `$` is left for MathJax."""
+    """A student's Markdown as HTML that runs nothing; LaTeX between `$` is left for MathJax; the answer region's
+    marker lines (nbgrader's, kept in written answers) are not shown."""
+    text = "\n".join(line for line in text.split("\n") if line.strip() not in (export.BEGIN, export.END))
     try:
         rendered = markdown2html_mistune(text)
     except Exception:                              # a renderer's failure on odd input: the text itself, escaped

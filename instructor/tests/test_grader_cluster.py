@@ -67,6 +67,7 @@ def guide_commands() -> dict:
         match = re.search(rf"^(\.venv/bin/dask {role} [^#\n]*?)\s*(#|$)", text, re.M)
         assert match, f"docs/instructors.md shows no `.venv/bin/dask {role}` command line"
         found[role] = shlex.split(match.group(1))
+        assert match.group(1) in (ROOT / "README.md").read_text(), f"the README's {role} line is not the guide's"
     return found
 
 

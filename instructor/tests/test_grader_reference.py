@@ -52,4 +52,4 @@ def test_the_gradebook_gives_the_solution_every_automatic_point(graded):
 def test_every_written_answer_of_the_solution_reaches_its_ta_page(graded):
     for (notebook, part), _ in jobs.manual_parts().items():
         page = (graded / "manual" / notebook / f"{part}.html").read_text()
-        assert "<h2>reference</h2>" in page and "no answer" not in page, (notebook, part)
+        assert ">reference</h2>" in page and "SOLUTION</h3>" not in page and "no answer" not in page, (notebook, part)

@@ -11,9 +11,10 @@ imported, before anything in it imports torch, and the notebooks import `helpers
 AVX2 with FMA, which every x86-64 CPU made since about 2015 has (Intel from Haswell, AMD from Excavator and Zen):
 
 * ATen: `ATEN_CPU_CAPABILITY=avx2`;
-* MKL: `MKL_CBWR=AVX2`, its conditional numerical reproducibility mode on the AVX2 code branch, which returns the
-  same results on every CPU that supports that branch, given a fixed number of threads (oneMKL Developer Guide,
-  "Obtaining Numerically Reproducible Results");
+* MKL: `MKL_CBWR=AVX2`, its conditional numerical reproducibility mode on the AVX2 code branch, documented to return
+  the same results on every Intel CPU with AVX2, given a fixed number of threads (oneMKL Developer Guide, "Getting
+  Started with Conditional Numerical Reproducibility"); on the AMD EPYC of the README's table it gives the same bits
+  as MKL's own choice there;
 * oneDNN: `ONEDNN_MAX_CPU_ISA=AVX2`.
 
 A CPU without AVX2 (or a machine that is not x86-64) keeps its own path, and `pin()` says so; `DGM_CPU_PATH=native`

@@ -75,8 +75,8 @@ import torch
 
 
 def optimal_q(log_joint):
-    """The probability vector q over the K values of z that maximises the ELBO, from log p(x, k) for each value k of
-    z, shape (..., K)."""
+    """The probability vector q over the M values of z that maximises the ELBO, from log p(x, k) for each value k of
+    z, shape (..., M)."""
     ### BEGIN SOLUTION
     return torch.softmax(log_joint, -1)
     ### END SOLUTION
@@ -87,7 +87,7 @@ import torch
 
 def lagrange_multiplier(log_joint):
     """The Lagrange multiplier lambda of the sum-to-one constraint at the maximiser of the ELBO, for the Lagrangian
-    L(q) + lambda (sum_k q_k - 1), from log p(x, k) for each value k of z, shape (..., K); one per leading index."""
+    L(q) + lambda (sum_k q_k - 1), from log p(x, k) for each value k of z, shape (..., M); one per leading index."""
     ### BEGIN SOLUTION
     return 1 - torch.logsumexp(log_joint, -1)
     ### END SOLUTION

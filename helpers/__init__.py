@@ -1,5 +1,6 @@
 """What the notebooks share and no question asks for: the run's start, data, records, checkpoints, what training loops
 share, plots, architectures. Answer code is not here: it lives in the notebooks (and, exported, in `answers/`)."""
+from . import cpu  # noqa: F401  (first: it pins the CPU kernels' instruction set before anything imports torch)
 from .checkpoints import CheckpointError, load_checkpoint, load_model, register_model, save_checkpoint
 from .data import MNIST, DataError, dynamic_binarize, evaluation_sets, fixed_binarize, load_mnist
 from .models import (  # importing registers the models

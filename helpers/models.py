@@ -76,8 +76,7 @@ class Generator(nn.Module):
         super().__init__()
         self.config = {"latent_dim": latent_dim, "hidden": list(hidden)}
         self.latent_dim = latent_dim
-        # batch normalisation keeps the generator's units well scaled; without it the MLP GAN
-        # reached a Frechet distance of 56 after 90 epochs instead of 10
+        # batch normalisation after each hidden layer, as in DCGAN's generator (Radford, Metz and Chintala 2016)
         self.net = nn.Sequential(*mlp([latent_dim, *hidden, PIXELS], "leaky_relu", batch_norm=True), nn.Tanh())
 
     def forward(self, z):

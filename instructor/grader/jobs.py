@@ -1,5 +1,6 @@
 """From a submissions folder to the list of jobs: each student's notebooks rebuilt on the release, their answers
 exported, every problem named. Also what the TAs grade by hand, read from the solution notebooks."""
+import re
 from functools import cache
 from pathlib import Path
 
@@ -37,12 +38,34 @@ def manual_parts() -> dict:
     return parts
 
 
+@cache
+def reference_answers() -> dict:
+    """module name -> the solution's exported answers (answers/*.py): what a notebook imports of the others."""
+    return {path.stem: path.read_text() for path in sorted((ROOT / "answers").glob("*.py"))
+            if path.stem not in ("__init__", "export")}
+
+
+@cache
+def imported(stem: str) -> set:
+    """The answer modules that notebook `stem` imports (04: 02's and 03's), read from the release's code."""
+    code = "\n".join(c.source for c in released(stem).cells if c.cell_type == "code")
+    return set(re.findall(r"^\s*from answers\.(\w+) import", code, re.M)) & set(reference_answers())
+
+
 def jobs_for(student: plan.Student) -> list:
-    """The student's jobs: every handed-in notebook rebuilt on the release, with all their exported answers."""
+    """The student's jobs: every handed-in notebook rebuilt on the release, with its own exported answers and the
+    reference answers of every other notebook, so that a notebook scores the same whether the ones it builds on (04 on
+    02 and 03) are handed in, right, wrong or broken."""
     rebuilt = {stem: rebuild.rebuild(released(stem), nb) for stem, nb in student.notebooks.items()}
-    answers = exported_answers({stem: r.notebook for stem, r in rebuilt.items()})
-    return [Job(student.name, student.slug, stem, dict(r.notebook), answers, r.written, r.problems)
-            for stem, r in sorted(rebuilt.items())]
+    own = exported_answers({stem: r.notebook for stem, r in rebuilt.items()})
+    jobs = []
+    for stem, r in sorted(rebuilt.items()):
+        module = export.module_name(Path(f"{stem}.ipynb"))
+        answers = {name: reference_answers()[name] for name in imported(stem) - {module}}
+        if module in own:
+            answers[module] = own[module]
+        jobs.append(Job(student.name, student.slug, stem, dict(r.notebook), answers, r.written, r.problems))
+    return jobs
 
 
 def not_handed_in(student: plan.Student, notebook: str) -> dict:

@@ -43,6 +43,30 @@ def put_back(released: str, bodies: list) -> str:
     return "\n".join(out + lines[last:])
 
 
+MAX_ANSWER_CHARS = 100_000        # far above any answer; parsing is bounded by what it reads (a long line costs GBs)
+
+
+def standing_alone(released: str, bodies: list, grade_id: str) -> tuple:
+    """(the cell's source, the problem or None): the student's code put back when the cell then compiles; else the
+    released cell whose regions raise a SyntaxError naming the problem, so that only this cell's functions fail and
+    the rest of the notebook's answers are graded as written."""
+    size = sum(len(line) + 1 for _, body in bodies for line in body)
+    if size > MAX_ANSWER_CHARS:
+        problem = f"the answer in cell {grade_id} is {size:,} characters, over the {MAX_ANSWER_CHARS:,} allowed"
+    else:
+        source = put_back(released, bodies)
+        try:
+            compile(source, f"<answer cell {grade_id}>", "exec", dont_inherit=True)
+            return source, None
+        except SyntaxError as error:
+            problem = f"your answer cell {grade_id} does not parse (line {error.lineno}: {error.msg})"
+        except (ValueError, RecursionError, MemoryError) as error:
+            problem = f"your answer cell {grade_id} does not parse ({type(error).__name__})"
+    stub = [(indent, [f"{indent}# YOUR CODE HERE", f"{indent}raise SyntaxError({problem!r})"])
+            for indent, _ in region_bodies(released)]
+    return put_back(released, stub), problem + ": its functions raise that error, the rest is graded as written"
+
+
 def find(submitted: nbformat.NotebookNode, cell) -> nbformat.NotebookNode | None:
     """The student's cell answering the same part: by grade_id, else by cell id."""
     grade_id = export.grading(cell).get("grade_id")
@@ -84,7 +108,9 @@ def rebuild(release: nbformat.NotebookNode, submitted: nbformat.NotebookNode) ->
                                    f"{len(export.regions(cell.source))}: keep every `### BEGIN SOLUTION` / "
                                    "`### END SOLUTION` pair; it ran as released")
             continue
-        cell.source = put_back(cell.source, bodies)
+        cell.source, problem = standing_alone(cell.source, bodies, grade_id)
+        if problem:
+            result.problems.append(problem)
     added = [c for c in submitted.cells if c.get("id") not in released_ids and
              export.grading(c).get("grade_id") not in released_ids and "".join(c.get("source", "")).strip()]
     if added:

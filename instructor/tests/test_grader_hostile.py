@@ -109,6 +109,10 @@ if os.fork() == 0:
         "floods_output": with_code(solution(), "C1h_kl_equal_variance", "    return (m1 - m2) ** 2 / (2 * s**2)",
                                    "    print('x' * 200_000_000)\n    return (m1 - m2) ** 2 / (2 * s**2)"),
         "loops": attack("while True:\n    pass"),
+        # honest slips: each costs its own question only
+        "stray_paren": with_code(solution(), "C3e_functions", "return 0.0 if theta_p == theta_q else math.inf",
+                                 "return 0.0 if theta_p == theta_q else math.inf)"),
+        "raises_at_import": attack("scale = 1 / 0"),
     }
     for name in ("honest_wrong_no_checks",):
         nb = with_code(solution(), "A3_gaussian_kl", *WRONG_KL)
@@ -181,6 +185,15 @@ def test_the_honest_solution_earns_every_hidden_point_and_an_old_notebook_format
 def test_an_honest_wrong_answer_scores_what_the_same_answer_without_self_checks_scores(graded):
     rows = graded["rows"]
     assert auto(rows["honest_wrong"]) == auto(rows["honest_wrong_no_checks"]) == {**FULL, "A3": 1.0}
+
+
+def test_a_syntax_error_costs_its_own_cell_only(graded):
+    assert auto(graded["rows"]["stray_paren"]) == {**FULL, "C3e": 0.0}
+    assert "your answer cell C3e_functions does not parse (line" in graded["feedback"]["stray_paren"]
+
+
+def test_an_error_at_import_costs_only_what_needs_that_statement(graded):
+    assert auto(graded["rows"]["raises_at_import"]) == FULL      # `scale` is used by nothing that is tested
 
 
 def test_a_stub_costs_its_own_answer_only(graded):

@@ -1,0 +1,87 @@
+"""Honest slips cost their own question: a cell that does not parse, an error at import, a notebook missing or
+broken that another builds on. Shown on the jobs the grader builds (a job's result is a function of its data) and on
+the probes' import, without running notebooks; the hostile class grades the same slips end to end."""
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import nbformat
+
+from answers import export
+from instructor.grader import jobs, plan, rebuild
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def solution(stem: str) -> nbformat.NotebookNode:
+    return nbformat.read(ROOT / "notebooks" / f"{stem}.ipynb", as_version=4)
+
+
+def student(name: str, notebooks: dict) -> plan.Student:
+    return plan.Student(name, name, Path("."), notebooks=notebooks)
+
+
+def broken(stem: str, grade_id: str) -> nbformat.NotebookNode:
+    nb = solution(stem)
+    cell = next(c for c in nb.cells if export.grading(c).get("grade_id") == grade_id)
+    cell.source = cell.source.replace("### END SOLUTION", "    return (\n    ### END SOLUTION", 1)
+    return nb
+
+
+def test_a_cell_that_does_not_parse_becomes_its_own_error_and_the_others_export_as_written(tmp_path):
+    result = rebuild.rebuild(jobs.released("03_kl_divergence"), broken("03_kl_divergence", "C3e_functions"))
+    assert any("C3e_functions does not parse" in p for p in result.problems)
+    module = jobs.exported_answers({"03_kl_divergence": result.notebook})["kl_divergence"]
+    namespace = {}
+    exec(compile(module, "kl_divergence.py", "exec"), namespace)         # the module imports
+    import torch
+
+    one = torch.tensor(1.0)
+    assert abs(float(namespace["kl_equal_variance"](one, 0 * one, one)) - 0.5) < 1e-6     # another answer, intact
+    try:
+        namespace["kl_segments"](0.0, 1.0)
+        raise AssertionError("the broken cell's function ran")
+    except SyntaxError as error:
+        assert "C3e_functions does not parse" in str(error)
+
+
+def test_an_answer_too_long_to_parse_safely_costs_its_cell_only():
+    nb = solution("03_kl_divergence")
+    cell = next(c for c in nb.cells if export.grading(c).get("grade_id") == "A3_pairs")
+    cell.source = cell.source.replace("### END SOLUTION", "junk = [" + "1," * 200_000 + "]\n### END SOLUTION")
+    result = rebuild.rebuild(jobs.released("03_kl_divergence"), nb)
+    assert any("A3_pairs is 400,0" in p and "over the 100,000 allowed" in p for p in result.problems)
+    assert "junk" not in next(c for c in result.notebook.cells
+                              if export.grading(c).get("grade_id") == "A3_pairs").source
+
+
+def test_a_notebook_gets_the_same_job_whether_those_it_builds_on_are_right_wrong_broken_or_missing():
+    """04 imports 02's and 03's answers: it runs with the reference ones, so its job (and so its grade) is the same."""
+    vae = solution("04_vae")
+    alone = jobs.jobs_for(student("s", {"04_vae": vae}))
+    slips = {"03_kl_divergence": broken("03_kl_divergence", "N_kl_functions"),
+             "02_latent_variable_models": jobs.released("02_latent_variable_models")}
+    with_slips = jobs.jobs_for(student("s", {"04_vae": vae, **slips}))
+    job = next(j for j in with_slips if j.notebook == "04_vae")
+    assert (job.rebuilt, job.answers) == (alone[0].rebuilt, alone[0].answers)
+    for module in ("kl_divergence", "latent_variable_models"):
+        assert job.answers[module] == (ROOT / "answers" / f"{module}.py").read_text()
+    three = next(j for j in with_slips if j.notebook == "03_kl_divergence")
+    assert set(three.answers) == {"kl_divergence"}                       # 03 imports no other notebook's answers
+
+
+def test_the_probes_import_an_answer_module_statement_by_statement(tmp_path):
+    (tmp_path / "answers").mkdir()
+    (tmp_path / "answers" / "__init__.py").write_text("")
+    (tmp_path / "answers" / "demo.py").write_text("scale = 1 / 0\n\n\ndef twice(x):\n    return 2 * x\n")
+    script = textwrap.dedent(f"""
+        import sys
+        sys.path.insert(0, {str(tmp_path)!r})
+        sys.path.insert(0, {str(ROOT / 'instructor' / 'grader')!r})
+        import probes
+        module = probes.statement_by_statement("answers.demo")
+        print(module.twice(21), hasattr(module, "scale"))
+    """)
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert done.stdout.split() == ["42", "False"], done.stderr

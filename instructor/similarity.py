@@ -196,8 +196,8 @@ def write(out: Path, students: list, parts: list, rows: list, skipped: list, sho
     report.write_text(out / "pairs.csv", table.getvalue())
     environment = jinja2.Environment(loader=jinja2.FileSystemLoader(Path(__file__).parent), autoescape=True,
                                      undefined=jinja2.StrictUndefined)
-    problems = [(s.name, p) for s in students for p in s.problems] + [(name, "not a folder: skipped")
-                                                                      for name in skipped]
+    problems = [(s.name, p) for s in students for p in s.problems] + [
+        tuple(sentence.split(": ", 1)) for sentence in skipped]
     page = environment.get_template(TEMPLATE).render(
         pairs=[r for r in rows if r[2]][:shown], students=len(students), answers=sum(len(p.answers) for p in parts),
         parts=len(parts), problems=problems, noise=NOISE, seconds=seconds, listed=sum(1 for r in rows if r[2]))

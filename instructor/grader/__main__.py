@@ -78,7 +78,7 @@ def grade(args) -> int:
     if not students:
         raise SystemExit(f"{submissions} holds no student folders")
     for name in skipped:
-        print(f"skipped {name}: not a folder (each student's notebooks go in a folder of their own)", file=sys.stderr)
+        print(f"skipped {name}", file=sys.stderr)
     all_jobs = []
     for student in students:
         try:

@@ -8,13 +8,16 @@ import hashlib
 import json
 import re
 from dataclasses import dataclass, field
+from functools import cache
 from pathlib import Path
 
 import nbformat
 
+ROOT = Path(__file__).resolve().parents[2]
 MAX_NOTEBOOK_BYTES = 20 * 2**20          # the released notebooks are well under 1 MB without outputs
 MAX_FILES = 200
 SLUG = re.compile(r"[^A-Za-z0-9._-]")
+COLLECTED = (".collected.json", ".unmatched")      # what `make collect` writes beside the students' folders
 
 
 @dataclass
@@ -68,6 +71,12 @@ def read_notebook(path: Path) -> tuple:
     return nb, None
 
 
+@cache
+def released_stems() -> frozenset:
+    """Every notebook the release ships, graded or not."""
+    return frozenset(p.stem for p in (ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+
+
 def read_student(folder: Path, name: str, slug: str, expected: list) -> Student:
     """One student's notebooks: the expected ones found, each problem named with its fix."""
     student = Student(name, slug, folder)
@@ -87,6 +96,8 @@ def read_student(folder: Path, name: str, slug: str, expected: list) -> Student:
     except OSError as error:
         student.problems.append(f"the folder could not be read ({type(error).__name__})")
     for stem, path in found.items():
+        if stem not in expected and stem in released_stems():
+            continue                                # a notebook the release ships that asks nothing (00_setup)
         if stem not in expected:
             guess = closest(stem, [e for e in expected if e not in found])
             student.problems.append(f"{printable(path.name)} is not a notebook of this homework" +
@@ -105,8 +116,9 @@ def read_student(folder: Path, name: str, slug: str, expected: list) -> Student:
 
 
 def printable(name: str) -> str:
-    """A file name as text: bytes that are not UTF-8 (an old zip tool's Latin-1, say) shown as replacement marks."""
-    return name.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+    """A file name as text, one for one: bytes that are not UTF-8 (an old zip tool's Latin-1, say) shown escaped
+    (`zo\\xeb`), so that two names never read alike."""
+    return name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
 
 def read_class(submissions: Path, expected: list) -> list:
@@ -114,9 +126,11 @@ def read_class(submissions: Path, expected: list) -> list:
     students, taken, skipped = [], set(), []
     for entry in sorted(submissions.iterdir()):
         if entry.name.startswith("."):
+            if entry.name not in COLLECTED:
+                skipped.append(f"{printable(entry.name)}: a hidden name (rename it without the leading dot)")
             continue
         if entry.is_symlink() or not entry.is_dir():
-            skipped.append(printable(entry.name))
+            skipped.append(f"{printable(entry.name)}: not a folder (each student's notebooks go in one of their own)")
             continue
         name = printable(entry.name)
         students.append(read_student(entry, name, slug_for(name, taken), expected))

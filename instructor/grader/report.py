@@ -126,6 +126,11 @@ def gradebook_text(book: dict, maxima: dict) -> str:
     return buffer.getvalue()
 
 
+def in_table(text: str) -> str:
+    """Text for a cell of a Markdown table: its bars escaped, so `KL(p || q)` reads as written."""
+    return text.replace("|", "\\|")
+
+
 def feedback_text(student: str, results: list, parts: dict, sheet: dict, show_expected: bool,
                   late: dict | None = None) -> str:
     """One student's feedback: lateness, how each notebook ran, and per question what was tested and earned."""
@@ -145,13 +150,13 @@ def feedback_text(student: str, results: list, parts: dict, sheet: dict, show_ex
         for v in result["verdicts"]:
             note = v["message"] + (f" (expected {v['detail']})" if show_expected and v["detail"] else "")
             lines.append(f"| {v['question']} | {v['description']} | {v['earned']:g} / {v['points']:g} | "
-                         f"{(note or 'right').replace('|', '/')} |")
+                         f"{in_table(note or 'right')} |")
         for (notebook, part), (question, maximum) in sorted(parts.items()):
             if notebook == result["notebook"]:
                 row = sheet.get((student, notebook, part), {})
                 points, _ = manual_points(row)
                 shown = f"{points:g} / {maximum:g}" if points is not None else f"? / {maximum:g}"
-                comment = (row.get("comment") or ("awaiting a TA" if points is None else "")).replace("|", "/")
+                comment = in_table(row.get("comment") or ("awaiting a TA" if points is None else ""))
                 lines.append(f"| {question} | a TA reads your `{part}` | {shown} | {comment} |")
         lines.append("")
     return "\n".join(lines) + "\n"

@@ -213,6 +213,16 @@ def figures(nb: nbformat.NotebookNode) -> dict:
     return found
 
 
+def heading_above(nb: nbformat.NotebookNode, index: int) -> str:
+    """The last Markdown heading at or before cell `index`: how a reader finds a cell (Jupyter numbers no cell)."""
+    for cell in reversed(nb.cells[:index + 1]):
+        if cell.cell_type == "markdown":
+            headings = [line.lstrip("#").strip() for line in cell.source.splitlines() if line.startswith("#")]
+            if headings:
+                return headings[-1][:80]
+    return "the notebook's title"
+
+
 def cell_errors(nb: nbformat.NotebookNode, errors: list) -> list:
     """Each cell that raised, in words the feedback may show: the message only for the student's own answer cells."""
     shown = []
@@ -222,8 +232,8 @@ def cell_errors(nb: nbformat.NotebookNode, errors: list) -> list:
         if grade_id:
             shown.append(f"your answer cell {grade_id} raised {error.ename}: {error.evalue[:200]}")
         else:
-            shown.append(f"a given cell (cell {error.index + 1}) raised {error.ename}; an answer above it is the "
-                         "likely cause")
+            shown.append(f"a given cell under \"{heading_above(nb, error.index)}\" raised {error.ename}; an answer "
+                         "above it is the likely cause")
     return shown
 
 

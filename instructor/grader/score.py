@@ -107,6 +107,15 @@ def read_result(path: Path, folder: Path) -> dict | None:
     return result if isinstance(result, dict) else None
 
 
+def withheld_if_quoting(message: str, probe_source: str, width: int = 24) -> str:
+    """The message, unless it quotes the grader's probe (which the sandbox can read while the tests run): a probe's
+    code is the grader's, never feedback."""
+    flat, code = " ".join(message.split()), " ".join(probe_source.split())
+    if any(flat[i:i + width] in code for i in range(0, len(flat) - width + 1, 4)):
+        return "(an error whose message quotes the grader's test: not shown)"
+    return message
+
+
 def judge(test: FunctionTest, inputs: dict, result: dict | None, ref) -> Verdict:
     """Check one probe's result against the reference; an error in the answer costs this test only."""
     if result is None:
@@ -118,7 +127,7 @@ def judge(test: FunctionTest, inputs: dict, result: dict | None, ref) -> Verdict
         message = result["error"] if isinstance(result["error"], str) else "an error"
         if "NotImplementedError" in message and "not written yet" in message:
             return verdict(test, False, "not answered (the stub is still there)")
-        return verdict(test, False, f"{where} {message[:200]}")
+        return verdict(test, False, f"{where} {withheld_if_quoting(message[:200], test.probe_source)}")
     try:
         problem = test.check(inputs, result.get("outputs"), ref)
     except Exception as error:      # outputs of an unexpected form: the answer's fault, never a crash of the grader

@@ -168,3 +168,13 @@ def test_each_student_gets_their_own_notebook_back_with_points_and_comments_at_e
         assert sorted(bundle.namelist()) == ["bo/03_kl_divergence.html", "bo/index.html"]
     assert "Feedback for bo" in (grades / "handback" / "bo" / "index.html").read_text()
     assert not (grades / "handback" / "ada" / "03_kl_divergence.html").exists()     # ada handed nothing in here
+
+
+def test_the_feedback_keeps_bars_as_written():
+    answer = result("bo", {})
+    answer["verdicts"][0]["message"] = "KL(p || q) is not symmetric"
+    text = report.feedback_text("bo", [answer], {}, {}, False)
+    assert "KL(p \\|\\| q) is not symmetric" in text and "KL(p // q)" not in text
+    from instructor.grader import pages
+
+    assert "KL(p || q) is not symmetric" in pages.safe_markdown(text)

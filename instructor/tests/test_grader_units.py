@@ -1,6 +1,7 @@
 """The grader's defences that need no notebook run: what a job leaves in its folder is read as bounded data and only
 through no link; one student's odd files never stop the class; reports cannot be turned into formulas or broken by odd
 text; a hung or swapped probe folder never keeps a sandbox alive; cache keys never collide."""
+import os
 import time
 import zipfile
 from pathlib import Path
@@ -77,9 +78,22 @@ def test_one_students_odd_notebook_or_names_never_stop_the_class(tmp_path):
     nb.cells[3].metadata["nbgrader"] = "not a mapping"
     nbformat.write(nb, folder / "03_kl_divergence.ipynb")
     (folder / "notes\udcff.ipynb").write_text("{}")              # a file name that is not UTF-8
+    nbformat.write(nb, folder / "00_setup.ipynb")                # shipped by the release, asks nothing
     students, _ = plan.read_class(tmp_path / "subs", jobs.graded_notebooks())
-    assert any("notes\ufffd.ipynb is not a notebook of this homework" in p for p in students[0].problems)
+    assert any("notes\\xff.ipynb is not a notebook of this homework" in p for p in students[0].problems)
+    assert not any("00_setup" in p for p in students[0].problems)
     assert [job.notebook for job in jobs.jobs_for(students[0])] == ["03_kl_divergence"]
+
+
+def test_folder_names_are_kept_byte_for_byte_and_hidden_ones_are_named(tmp_path):
+    subs = tmp_path / "subs"
+    for raw in (b"zo\xeb", b"zo\xe9", b".late"):                 # Latin-1 names from an old zip tool; a hidden one
+        (subs / os.fsdecode(raw)).mkdir(parents=True)
+    (subs / ".collected.json").write_text("{}")                  # make collect's own file: not a student
+    students, skipped = plan.read_class(subs, jobs.graded_notebooks())
+    assert sorted(s.name for s in students) == ["zo\\xe9", "zo\\xeb"]
+    assert len({s.slug for s in students}) == 2
+    assert skipped == [".late: a hidden name (rename it without the leading dot)"]
 
 
 def test_reports_keep_text_whatever_it_holds(tmp_path):
@@ -124,3 +138,20 @@ def test_students_whose_names_share_a_long_prefix_keep_their_own_results():
     name = "a" * 60
     one, two = (run.Job(name + tail, name + tail, "03_kl_divergence", {"cells": []}, {}) for tail in ("x", "y"))
     assert run.Job.cache_key(one, settings) != run.Job.cache_key(two, settings)
+
+
+def test_an_error_message_that_quotes_a_probe_never_reaches_the_feedback():
+    test = next(t for t in bank.tests("03_kl_divergence") if isinstance(t, bank.FunctionTest))
+    quoting = {"error": "RuntimeError: " + " ".join(test.probe_source.split())[:150], "where": "answer"}
+    honest = {"error": "TypeError: gaussian_kl() takes 4 positional arguments but 5 were given", "where": "answer"}
+    said = score.judge(test, {}, quoting, None).message
+    assert "quotes the grader's test" in said and test.probe_source.split()[2] not in said.split(":", 1)[-1][:60]
+    assert "takes 4 positional arguments" in score.judge(test, {}, honest, None).message
+
+
+def test_a_given_cell_that_raised_is_named_by_the_heading_above_it():
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell("# Title\n\n## A3: a small KL"),
+                                         nbformat.v4.new_code_cell("x = 1"), nbformat.v4.new_code_cell("y = x")])
+    error = type("Error", (), {"index": 2, "ename": "NameError", "evalue": "x"})
+    assert run.cell_errors(nb, [error]) == ['a given cell under "A3: a small KL" raised NameError; an answer above it '
+                                            "is the likely cause"]

@@ -48,8 +48,24 @@ def feedback_lines(notebook: str, verdicts: list, manual: list) -> dict:
     return lines
 
 
+MAX_SOURCE = 100_000         # characters of a cell shown; rendering costs far more than reading (a long line: minutes)
+MAX_OUTPUT = 2 * 2**20       # bytes of a cell's outputs shown
+
+
+def bounded(cell) -> None:
+    """The cell cut to what a page shows at a bounded cost, saying what was left out."""
+    source = cell.get("source", "")
+    if isinstance(source, str) and len(source) > MAX_SOURCE:
+        shown = MAX_SOURCE // 10
+        cell.source = source[:shown] + f"\n\n[{len(source):,} characters: only the first {shown:,} shown]"
+    if cell.get("outputs") and len(json.dumps(cell.outputs)) > MAX_OUTPUT:
+        cell.outputs = [nbformat.v4.new_output("stream", text="[outputs over 2 MB: not shown]\n")]
+
+
 def annotated(nb: nbformat.NotebookNode, lines: dict) -> nbformat.NotebookNode:
     """The notebook with each question's feedback after the last cell that answers it (the rest at the end)."""
+    for cell in nb.cells:
+        bounded(cell)
     last = {}
     for index, cell in enumerate(nb.cells):
         grade_id = export.grading(cell).get("grade_id")

@@ -14,6 +14,7 @@ from nbconvert.filters.markdown_mistune import markdown2html_mistune
 from answers import export
 
 PNG = b"\x89PNG\r\n\x1a\n"
+MAX_TEXT = 100_000
 TEXT_TAGS = {"p", "em", "strong", "code", "pre", "ul", "ol", "li", "h1", "h2", "h3", "h4", "h5", "h6", "blockquote",
              "table", "thead", "tbody", "tr", "th", "td", "a", "br", "hr", "del", "sup", "sub", "span", "div"}
 
@@ -27,6 +28,8 @@ def templates() -> jinja2.Environment:
 def safe_markdown(text: str) -> str:
     """A student's Markdown as HTML that runs nothing; LaTeX between `$` is left for MathJax; the answer region's
     marker lines (nbgrader's, kept in written answers) are not shown."""
+    if len(text) > MAX_TEXT:                       # rendering costs far more than reading: a bounded page
+        text = text[:MAX_TEXT] + f"\n\n[{len(text):,} characters: only the first {MAX_TEXT:,} shown]"
     text = "\n".join(line for line in text.split("\n") if line.strip() not in (export.BEGIN, export.END))
     try:
         rendered = markdown2html_mistune(text)

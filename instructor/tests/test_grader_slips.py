@@ -85,3 +85,34 @@ def test_the_probes_import_an_answer_module_statement_by_statement(tmp_path):
     """)
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
     assert done.stdout.split() == ["42", "False"], done.stderr
+
+
+def test_a_notebook_near_the_size_limit_costs_the_graders_process_little_and_renders_in_seconds(tmp_path):
+    """Reading, rebuilding, exporting and handing back an 18 MB notebook whose answer is one 18 MB line: measured as
+    the peak memory of a process doing what the grader does, against the same for the solution notebook."""
+    script = textwrap.dedent("""
+        import resource, sys, time
+        from pathlib import Path
+        from instructor.grader import handback, jobs, plan, run
+        started = time.monotonic()
+        students, _ = plan.read_class(Path(sys.argv[1]), jobs.graded_notebooks())
+        for job in jobs.jobs_for(students[0]):
+            run.figures(students[0].notebooks[job.notebook])
+        handback.render_page(next(Path(sys.argv[1]).glob("*/*.ipynb")), {"A3": ["x"]}, Path(sys.argv[2]))
+        print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024, time.monotonic() - started)
+    """)
+    peaks = {}
+    for name, junk in (("ordinary", 0), ("huge", 3_700_000)):
+        nb = solution("03_kl_divergence")
+        cell = next(c for c in nb.cells if export.grading(c).get("grade_id") == "A3_pairs")
+        cell.source = cell.source.replace("### END SOLUTION", "junk = [" + "(1,)," * junk + "]\n### END SOLUTION")
+        (tmp_path / name / "subs" / "s").mkdir(parents=True)
+        nbformat.write(nb, tmp_path / name / "subs" / "s" / "03_kl_divergence.ipynb")
+        done = subprocess.run([sys.executable, "-c", script, str(tmp_path / name / "subs"),
+                               str(tmp_path / name / "page.html")], cwd=ROOT, capture_output=True, text=True,
+                              timeout=300)
+        assert done.returncode == 0, done.stderr
+        peaks[name] = [float(v) for v in done.stdout.split()]
+    assert (tmp_path / "huge" / "subs" / "s" / "03_kl_divergence.ipynb").stat().st_size > 17 * 2**20
+    assert peaks["huge"][0] - peaks["ordinary"][0] < 500 * 2**20, peaks
+    assert peaks["huge"][1] < 60, peaks

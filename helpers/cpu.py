@@ -8,7 +8,8 @@ the last bit until its result changes in the first digits: notebook 07's ReLU ne
 
 Each library reads its choice from the environment once, at its first call, so `pin()` runs when `helpers` is
 imported, before anything in it imports torch, and the notebooks import `helpers` before torch. The path pinned is
-AVX2 with FMA, which every x86-64 CPU made since about 2015 has (Intel from Haswell, AMD from Excavator and Zen):
+AVX2 with FMA, which most x86-64 CPUs made since about 2015 have (Intel Core from Haswell, AMD from Excavator and Zen;
+some low-end models, Intel's Atom-based Celeron and Pentium among them, lack it):
 
 * ATen: `ATEN_CPU_CAPABILITY=avx2`;
 * MKL: `MKL_CBWR=AVX2`, its conditional numerical reproducibility mode on the AVX2 code branch, documented to return

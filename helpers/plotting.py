@@ -24,7 +24,8 @@ def use_style() -> None:
 
 def image_grid(images: torch.Tensor, nrow: int = 10, padding: int = 2) -> torch.Tensor:
     """(N, 784) or (N, 28, 28) images in [0, 1] as one (H, W) grid tensor, white gaps between them."""
-    from torchvision.utils import make_grid  # here, not at the top: importing torchvision takes seconds
+    # imported here, not at the top: only a notebook that draws digits imports torchvision
+    from torchvision.utils import make_grid
 
     images = images.detach().float().cpu().reshape(-1, 1, 28, 28)
     return make_grid(images, nrow=nrow, padding=padding, pad_value=1.0)[0]

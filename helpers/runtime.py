@@ -17,8 +17,9 @@ PLAIN_PROGRESS_VARIABLE = "DGM_PLAIN_PROGRESS"  # set by `make run`: text progre
 
 
 def mode() -> str:
-    """The run mode, read from $DGM_MODE: 'quick' (the default: minutes on a laptop, what the grader runs) or 'full'
-    (`make run`: the settings of the committed outputs, up to an hour of training where no checkpoint exists)."""
+    """The run mode, read from $DGM_MODE: 'quick' (the default: small settings, what the grader runs) or 'full'
+    (`make run`: the settings of the committed outputs; where no checkpoint exists, about half an hour of training on
+    a 2-core CPU, docs/model-quality.md)."""
     value = os.environ.get(MODE_VARIABLE, "quick").strip().lower() or "quick"
     if value not in MODES:
         raise ValueError(f"{MODE_VARIABLE}={value!r} is not a run mode: set it to 'full' or 'quick'.")

@@ -218,7 +218,8 @@ def execute_notebook(nb: nbformat.NotebookNode, *, workdir: Path, readonly: list
     nb, start = copy.deepcopy(nb), time.monotonic()
     workdir = Path(workdir).resolve()
     reaper = None if sandboxed else sandbox.Reaper()
-    share = Path(tempfile.mkdtemp(prefix="dgm-kernel-"))
+    # inside the job's folder, so that what the kernel writes there counts towards the job's disk limit too
+    share = Path(tempfile.mkdtemp(prefix=".kernel-", dir=workdir))
     # IPython's profile (startup scripts!) goes to the run's own fresh folder, not to one that a later run reads.
     # Figures are shown as in Jupyter (the sandbox's Agg would leave a TA nothing to look at).
     kernel_env = {"IPYTHONDIR": str(share / "ipython"), "MPLBACKEND": "module://matplotlib_inline.backend_inline",

@@ -106,27 +106,40 @@ def visible_paths(control: Path) -> list:
     return [ROOT / "helpers", control]
 
 
-def folder_bytes(folder: Path, cap: int) -> int:
-    """The bytes of the files under `folder` (links not followed), counted up to just past `cap`."""
-    total, todo = 0, [folder]
-    while todo and total <= cap:
+BLOCK = 4096          # what the smallest file or folder takes of a disk, whatever its size says
+
+
+def folder_usage(folder: Path, cap_bytes: int, cap_files: int) -> tuple:
+    """(bytes, entries) under `folder` (links not followed), each file or folder at least one block, counted up to
+    just past either cap: a scan stops early rather than walk what a job made to be slow to walk."""
+    total, count, todo = 0, 0, [folder]
+    while todo and total <= cap_bytes and count <= cap_files:
         try:
             with os.scandir(todo.pop()) as entries:
                 for entry in entries:
+                    count += 1
                     if entry.is_dir(follow_symlinks=False):
                         todo.append(entry.path)
-                    elif entry.is_file(follow_symlinks=False):
-                        total += entry.stat(follow_symlinks=False).st_size
+                        total += BLOCK
+                    else:
+                        total += max(BLOCK, entry.stat(follow_symlinks=False).st_size)
+                    if total > cap_bytes or count > cap_files:
+                        break
         except OSError:
             continue
-    return total
+    return total, count
 
 
 def disk_watch(work: Path, settings: Settings):
     """The watchdog of a job's folder: the limit it went over, in words, or None."""
+    limits = settings.limits
+
     def over() -> str | None:
-        if folder_bytes(work, settings.limits.disk_bytes) > settings.limits.disk_bytes:
-            return f"its folder took more than {settings.limits.disk_bytes // 2**20} MB of disk"
+        used, entries = folder_usage(work, limits.disk_bytes, limits.files)
+        if used > limits.disk_bytes:
+            return f"its folder took more than {limits.disk_bytes // 2**20} MB of disk"
+        if entries > limits.files:
+            return f"its folder held more than {limits.files:,} files and folders"
         return None
     return over
 

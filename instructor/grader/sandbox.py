@@ -44,6 +44,7 @@ class Limits:
     processes: int = 256               # a fork bomb stops here
     file_bytes: int = 512 * 2**20      # largest file the job may write (also the size of its /tmp and /dev/shm)
     disk_bytes: int = 2 * 2**30        # all of its own folder together (the grader's watchdog measures it)
+    files: int = 20_000                # files and folders in it: an empty file takes an inode and a scan's time
     open_files: int = 1024
     cpu_seconds: int | None = None     # optional RLIMIT_CPU
     wall_seconds: float = 1800         # enforced by the caller's timeout, recorded here for one place of truth

@@ -24,6 +24,11 @@ def test_the_likely_mistake_is_read_off_the_numbers():
     assert "off by the same 0.5" in message_of(check_close, expected + 0.5, expected, "f")
     assert "It is 2 times the expected value" in message_of(check_close, 2 * expected, expected, "f")
     assert "The shape is (3, 1) where (3,) was expected" in message_of(check_close, expected[:, None], expected, "f")
+    assert "a factor 1/2 is missing" in message_of(check_close, torch.tensor(1.5), torch.tensor(0.75), "f")
+    assert "a mean where a sum over 20 entries" in message_of(check_close, expected / 20, expected, "f")
+    assert "a square root is missing" in message_of(check_close, torch.tensor([0.04, 4.0]), [0.2, 2.0], "f")
+    assert "square root too many" in message_of(check_close, torch.tensor([0.2, 2.0]), [0.04, 4.0], "f")
+    assert message_of(check_close, 5.0, 0.3, "f") == "f: expected 0.3, got 5."      # no story for a factor 16.7
 
 
 def test_a_right_value_passes():

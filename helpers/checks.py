@@ -73,7 +73,9 @@ def sentence(text: str, capital: bool = True) -> str:
     """`text` as a sentence: a capital first (unless it starts with a name of the code), a full stop unless it
     already ends with ., ? or !."""
     text = text.strip()
-    return (text[:1].upper() if capital else text[:1]) + text[1:] + ("" if text.endswith((".", "?", "!")) else ".")
+    code = any(mark in text.split(" ", 1)[0] for mark in "_/()^.=")    # a name of the code keeps its case
+    return (text[:1].upper() if capital and not code else text[:1]) + text[1:] + (
+        "" if text.endswith((".", "?", "!")) else ".")
 
 
 def check_close(got, expected, what: str, *, tolerance: float = 1e-6, hint: str = "") -> None:

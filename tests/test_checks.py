@@ -16,6 +16,9 @@ def test_a_hint_that_asks_a_question_ends_with_its_question_mark():
     assert text == "the error does not hold: got 2. What is the variance of one?"
     text = message_of(check_close, 1.0, 0.0, "kl", hint="look at the constant term.")
     assert text.endswith("Look at the constant term.") and ".." not in text
+    assert message_of(check_that, False, "f", hint="dL/dW has one entry per weight").endswith(" dL/dW has one entry "
+                                                                                        "per weight.")
+    assert message_of(check_that, False, "f", hint="p_data weighs 'real'").endswith(" p_data weighs 'real'.")
 
 
 def test_the_likely_mistake_is_read_off_the_numbers():

@@ -76,8 +76,8 @@ import torch
 
 
 def standard_error(p, n):
-    """The standard deviation of the Monte Carlo estimate of a probability p from n independent samples
-    (numbers or tensors, elementwise)."""
+    """The standard deviation of the Monte Carlo estimate of a probability p from n independent samples (numbers or
+    tensors): a float64 tensor of the shape p and n broadcast to, on the probability scale."""
     p, n = torch.as_tensor(p, dtype=torch.float64), torch.as_tensor(n, dtype=torch.float64)
     ### BEGIN SOLUTION
     return (p * (1 - p) / n).sqrt()

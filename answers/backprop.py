@@ -17,7 +17,7 @@ class Linear:
 
     def backward(self, delta):
         """From delta = dL/dA (n, out) of the minibatch's mean loss: store dL/dW (out, in) as grad_weight and
-        dL/db (out,) as grad_bias, and return dL/dH (n, in)."""
+        dL/db (out,) as grad_bias, and return dL/dH, a tensor (n, in)."""
         ### BEGIN SOLUTION
         self.grad_weight = delta.T @ self.h
         self.grad_bias = delta.sum(0)
@@ -33,7 +33,7 @@ class Sigmoid:
         return self.h
 
     def backward(self, grad):
-        """dL/da from grad = dL/dh (same shape), for the last forward pass."""
+        """dL/da, a tensor shaped like grad = dL/dh, for the last forward pass."""
         ### BEGIN SOLUTION
         return grad * self.h * (1 - self.h)
         ### END SOLUTION
@@ -47,7 +47,7 @@ class Tanh:
         return self.h
 
     def backward(self, grad):
-        """dL/da from grad = dL/dh (same shape), for the last forward pass."""
+        """dL/da, a tensor shaped like grad = dL/dh, for the last forward pass."""
         ### BEGIN SOLUTION
         return grad * (1 - self.h**2)
         ### END SOLUTION
@@ -61,7 +61,7 @@ class ReLU:
         return torch.relu(a)
 
     def backward(self, grad):
-        """dL/da from grad = dL/dh (same shape), for the last forward pass (0 where a = 0, as in PyTorch)."""
+        """dL/da, a tensor shaped like grad = dL/dh, for the last forward pass (0 where a = 0, as in PyTorch)."""
         ### BEGIN SOLUTION
         return grad * (self.a > 0)
         ### END SOLUTION
@@ -78,7 +78,7 @@ class SoftmaxCrossEntropy:
         return -torch.log_softmax(scores, 1)[torch.arange(len(labels)), labels].mean()
 
     def backward(self):
-        """dL/d(scores) (n, classes) of the mean loss of the last forward pass."""
+        """dL/d(scores) of the mean loss of the last forward pass: a tensor (n, classes)."""
         ### BEGIN SOLUTION
         delta = torch.softmax(self.scores, 1)
         delta[torch.arange(len(self.labels)), self.labels] -= 1
@@ -106,7 +106,8 @@ class HandMLP:
         return self.criterion.forward(self.scores(x), labels)
 
     def backward(self):
-        """Every Linear layer's grad_weight and grad_bias for the last call of loss(), last layer first."""
+        """Store every Linear layer's grad_weight and grad_bias for the last call of loss(), last layer first; returns
+        None."""
         ### BEGIN SOLUTION
         grad = self.criterion.backward()
         for layer in reversed(self.layers):
@@ -121,7 +122,7 @@ import torch
 
 
 def sgd_step(network, lr):
-    """One SGD step with learning rate lr on every weight and bias of network.linears, in place."""
+    """One SGD step with learning rate lr on every weight and bias of network.linears, in place; returns None."""
     ### BEGIN SOLUTION
     for linear in network.linears:
         linear.weight -= lr * linear.grad_weight
@@ -139,8 +140,8 @@ from torch import nn
 
 
 def weight_gradient_norms(network, x, labels):
-    """The Frobenius norm of dL/dW of every nn.Linear layer of `network` (an nn.Sequential), input side first, as a
-    1-D tensor, where L is the mean cross-entropy of network(x) against labels."""
+    """The Frobenius norm of dL/dW of every nn.Linear layer of `network` (an nn.Sequential), input side first: a
+    tensor of shape (layers,), where L is the mean cross-entropy of network(x) against labels."""
     ### BEGIN SOLUTION
     network.zero_grad()
     F.cross_entropy(network(x), labels).backward()

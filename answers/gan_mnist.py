@@ -9,7 +9,8 @@ import torch.nn.functional as F
 
 
 def discriminator_loss(logits_real, logits_fake):
-    """The discriminator's loss (a scalar) from its logits on a batch of real images (n,) and of generated ones (m,)."""
+    """The discriminator's loss (a scalar tensor, in nats) from its logits on a batch of real images (n,) and of
+    generated ones (m,)."""
     ### BEGIN SOLUTION
     # binary cross-entropy on logits: log D = log sigmoid(s), computed without rounding sigmoid(s) to 0 or 1
     return (F.binary_cross_entropy_with_logits(logits_real, torch.ones_like(logits_real))
@@ -18,7 +19,8 @@ def discriminator_loss(logits_real, logits_fake):
 
 
 def generator_loss(logits_fake):
-    """The generator's non-saturating loss (a scalar) from the discriminator's logits on generated images (m,)."""
+    """The generator's non-saturating loss (a scalar tensor, in nats) from the discriminator's logits on generated
+    images (m,)."""
     ### BEGIN SOLUTION
     return F.binary_cross_entropy_with_logits(logits_fake, torch.ones_like(logits_fake))
     ### END SOLUTION
@@ -43,7 +45,7 @@ def translate(images, max_shift=2):
 
 def gan_step(generator, discriminator, opt_g, opt_d, real, max_shift=2):
     """One update of D, then one of G, on a batch of real images (n, 784) in [-1, 1], D reading images translated by
-    up to `max_shift` pixels; returns the tensor [loss_D, loss_G, mean D(x), mean D(G(z))] of D's update."""
+    up to `max_shift` pixels; returns a tensor (4,): [loss_D, loss_G, mean D(x), mean D(G(z))] of D's update."""
     z = torch.randn(len(real), generator.latent_dim, device=real.device, dtype=real.dtype)
     fake = generator(z)
     ############################

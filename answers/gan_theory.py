@@ -16,7 +16,8 @@ import torch
 
 
 def value_on_grid(d, p_data, p_model, dx):
-    """V(D, G) as a Riemann sum over grid points spaced dx apart, from D, p_data and p_G at those points (a scalar)."""
+    """V(D, G) as a Riemann sum over grid points spaced dx apart, from D, p_data and p_G at those points: a scalar
+    tensor, in nats."""
     ### BEGIN SOLUTION
     return ((p_data * torch.log(d) + p_model * torch.log1p(-d)) * dx).sum()
     ### END SOLUTION
@@ -26,7 +27,8 @@ import torch
 
 
 def optimal_discriminator(p_data, p_model):
-    """D*_G at points where p_data and p_G take the given values (elementwise, in (0, 1))."""
+    """D*_G at points where p_data and p_G take the given values: a tensor shaped like p_data, probabilities in
+    (0, 1)."""
     ### BEGIN SOLUTION
     return p_data / (p_data + p_model)
     ### END SOLUTION
@@ -45,7 +47,7 @@ def kl_on_grid(p, q, dx):
 
 
 def value_at_optimal_discriminator(p_data, p_model, dx):
-    """C(G) = max_D V(D, G) in nats, from the densities of p_data and p_G on a grid with spacing dx."""
+    """C(G) = max_D V(D, G) from the densities of p_data and p_G on a grid with spacing dx: a scalar tensor, in nats."""
     ### BEGIN SOLUTION
     m = (p_data + p_model) / 2
     jsd = 0.5 * kl_on_grid(p_data, m, dx) + 0.5 * kl_on_grid(p_model, m, dx)
@@ -63,7 +65,8 @@ FEATURES = {"linear": (lambda x: torch.stack([torch.ones_like(x), x], -1),
 
 
 def discriminator_gradient(w, a, c, x_real, z, features):
-    """dL/dw, shaped like w, for D(x) = sigmoid(w . phi(x)) and G(z) = a z + c (phi = FEATURES[features][0])."""
+    """dL/dw, a tensor shaped like w, for D(x) = sigmoid(w . phi(x)) and G(z) = a z + c
+    (phi = FEATURES[features][0])."""
     phi, _ = FEATURES[features]
     ### BEGIN SOLUTION
     fake = a * z + c
@@ -76,7 +79,8 @@ import torch
 
 
 def generator_gradient(w, a, c, z, features):
-    """(dL/da, dL/dc), two scalars, for D(x) = sigmoid(w . phi(x)) and G(z) = a z + c (phi, phi' = FEATURES[features])."""
+    """(dL/da, dL/dc), a tuple of two scalar tensors, for D(x) = sigmoid(w . phi(x)) and G(z) = a z + c
+    (phi, phi' = FEATURES[features])."""
     phi, dphi = FEATURES[features]
     ### BEGIN SOLUTION
     fake = a * z + c
@@ -90,7 +94,7 @@ import torch
 
 
 def non_saturating_generator_gradient(w, a, c, z, features):
-    """(dL_G/da, dL_G/dc), two scalars, for L_G = -mean log D(G(z_i)) with the toy D and G."""
+    """(dL_G/da, dL_G/dc), a tuple of two scalar tensors, for L_G = -mean log D(G(z_i)) with the toy D and G."""
     phi, dphi = FEATURES[features]
     ### BEGIN SOLUTION
     fake = a * z + c
@@ -104,7 +108,8 @@ import torch
 
 
 def simultaneous_update(w, a, c, x_real, z, features, lr):
-    """(w, a, c) after one simultaneous step of both players on L with learning rate lr."""
+    """(w, a, c) after one simultaneous step of both players on L with learning rate lr: a tuple of w, a tensor shaped
+    like w, and a and c, scalar tensors (or floats)."""
     ### BEGIN SOLUTION
     grad_w = discriminator_gradient(w, a, c, x_real, z, features)
     grad_a, grad_c = generator_gradient(w, a, c, z, features)
@@ -116,7 +121,8 @@ import torch
 
 
 def generator_loss_slopes(d_fake):
-    """(d/ds log(1 - D), d/ds -log D) at points where D = sigmoid(s) takes the values d_fake, elementwise."""
+    """(d/ds log(1 - D), d/ds -log D) at points where D = sigmoid(s) takes the values d_fake: a tuple of two tensors
+    shaped like d_fake."""
     ### BEGIN SOLUTION
     return -d_fake, -(1 - d_fake)
     ### END SOLUTION
@@ -126,7 +132,8 @@ import torch
 
 
 def training_round(w, a, c, real_batches, noise_batches, generator_noise, lr_discriminator, lr_generator, features):
-    """(w, a, c) after one round: one discriminator step per (real, noise) batch, then one non-saturating generator step."""
+    """(w, a, c) after one round, one discriminator step per (real, noise) batch, then one non-saturating generator
+    step: a tuple of w, a tensor shaped like w, and a and c, scalar tensors (or floats)."""
     ### BEGIN SOLUTION
     for real, noise in zip(real_batches, noise_batches):
         w = w + lr_discriminator * discriminator_gradient(w, a, c, real, noise, features)
@@ -139,7 +146,8 @@ import torch
 
 
 def non_saturating_criterion(p_data, p_model, dx):
-    """The divergence between p_G and p_data whose gradient the non-saturating generator follows at D = D* (nats)."""
+    """The divergence between p_G and p_data whose gradient the non-saturating generator follows at D = D*: a
+    scalar tensor, in nats."""
     ### BEGIN SOLUTION
     m = (p_data + p_model) / 2
     jsd = 0.5 * kl_on_grid(p_data, m, dx) + 0.5 * kl_on_grid(p_model, m, dx)

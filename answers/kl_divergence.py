@@ -6,7 +6,8 @@ import torch
 
 
 def gaussian_kl(m1, s1, m2, s2):
-    """KL(N(m1, s1^2) || N(m2, s2^2)) in nats, elementwise (s1, s2 are standard deviations)."""
+    """KL(N(m1, s1^2) || N(m2, s2^2)) elementwise (s1, s2 are standard deviations): a tensor of the shape the four
+    arguments broadcast to, in nats."""
     m1, s1, m2, s2 = map(torch.as_tensor, (m1, s1, m2, s2))
     ### BEGIN SOLUTION
     return torch.log(s2 / s1) + (s1**2 + (m1 - m2) ** 2) / (2 * s2**2) - 0.5
@@ -24,7 +25,8 @@ import torch
 
 
 def kl_equal_variance(m1, m2, s):
-    """KL(N(m1, s^2) || N(m2, s^2)) in nats, elementwise, in its simplified form."""
+    """KL(N(m1, s^2) || N(m2, s^2)) elementwise, in its simplified form: a tensor of the shape the three arguments
+    broadcast to, in nats."""
     m1, m2, s = map(torch.as_tensor, (m1, m2, s))
     ### BEGIN SOLUTION
     return (m1 - m2) ** 2 / (2 * s**2)
@@ -35,7 +37,8 @@ import torch
 
 
 def gaussian_kl_full(m1, cov1, m2, cov2):
-    """KL(N(m1, cov1) || N(m2, cov2)) for means (..., d) and covariance matrices (..., d, d)."""
+    """KL(N(m1, cov1) || N(m2, cov2)) for means (..., d) and covariance matrices (..., d, d): a tensor of shape (...),
+    in nats."""
     ### BEGIN SOLUTION
     d = m1.shape[-1]
     chol2 = torch.linalg.cholesky(cov2)
@@ -48,7 +51,8 @@ def gaussian_kl_full(m1, cov1, m2, cov2):
 
 
 def kl_to_standard_normal(mu, logvar):
-    """KL(N(mu, diag(exp(logvar))) || N(0, I)) per row: the VAE's regulariser, from the encoder's mean and log-variance."""
+    """KL(N(mu, diag(exp(logvar))) || N(0, I)), the VAE's regulariser, from the encoder's mean and log-variance, both
+    (..., d): a tensor of shape (...), one per row, in nats."""
     ### BEGIN SOLUTION
     return 0.5 * (logvar.exp() + mu**2 - logvar - 1).sum(-1)
     ### END SOLUTION
@@ -61,7 +65,7 @@ import torch
 
 
 def kl_segments(theta_p, theta_q):
-    """KL(P_theta_p || P_theta_q) for the uniform distributions on the segments {theta} x [0, 1], in nats."""
+    """KL(P_theta_p || P_theta_q) for the uniform distributions on the segments {theta} x [0, 1]: a float, in nats."""
     ### BEGIN SOLUTION
     # P has density 1 on its segment; Q's density there is 1 if the segments coincide, else 0 (log 1/0 = inf)
     return 0.0 if theta_p == theta_q else math.inf
@@ -69,14 +73,15 @@ def kl_segments(theta_p, theta_q):
 
 
 def js_segments(theta_p, theta_q):
-    """The Jensen-Shannon divergence between P_theta_p and P_theta_q, in nats."""
+    """The Jensen-Shannon divergence between P_theta_p and P_theta_q: a float, in nats."""
     ### BEGIN SOLUTION
     return 0.0 if theta_p == theta_q else math.log(2)
     ### END SOLUTION
 
 
 def wasserstein1_empirical(a, b) -> float:
-    """Exact W1 between the uniform distributions on two equal-size point sets a and b, (n, dim) each."""
+    """Exact W1 between the uniform distributions on two equal-size point sets a and b, (n, dim) each: a float, in
+    the points' units of length."""
     from scipy.optimize import linear_sum_assignment
 
     ### BEGIN SOLUTION

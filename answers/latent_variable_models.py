@@ -6,8 +6,8 @@ import torch
 
 
 def naive_log_marginal(log_likelihood, z):
-    """The log of the naive Monte Carlo estimate of p(x) from K samples z of the prior, shape (..., K, d): one estimate
-    per leading index, shape (...). `log_likelihood(z)` gives log p(x | z), shape (..., K)."""
+    """The log of the naive Monte Carlo estimate of p(x) from K samples z of the prior, shape (..., K, d): a tensor of
+    shape (...), in nats, one per leading index. `log_likelihood(z)` gives log p(x | z), shape (..., K)."""
     ### BEGIN SOLUTION
     import math
 
@@ -16,8 +16,8 @@ def naive_log_marginal(log_likelihood, z):
 
 
 def importance_log_marginal(log_likelihood, prior, proposal, z):
-    """The log of the importance-sampling estimate of p(x) from K samples z of `proposal`, shape (..., K, d): one
-    estimate per leading index, shape (...). `prior` and `proposal` are torch distributions over z."""
+    """The log of the importance-sampling estimate of p(x) from K samples z of `proposal`, shape (..., K, d): a
+    tensor of shape (...), in nats, one per leading index. `prior` and `proposal` are torch distributions over z."""
     ### BEGIN SOLUTION
     import math
 
@@ -28,7 +28,7 @@ def importance_log_marginal(log_likelihood, prior, proposal, z):
 
 def elbo_gap(q, posterior):
     """log p(x) - ELBO(q), the remainder of route 2, from q and the posterior p(z | x): both MultivariateNormal,
-    with batch shapes that broadcast."""
+    with batch shapes that broadcast: a tensor of their broadcast batch shape, in nats."""
     ### BEGIN SOLUTION
     from torch.distributions import kl_divergence
 
@@ -43,8 +43,8 @@ from torch.distributions import MultivariateNormal
 
 
 def linear_gaussian_posterior(x, W, b, s):
-    """p(z | x) as a MultivariateNormal for z ~ N(0, I_d), x | z ~ N(W z + b, s^2 I_D); x is (D,) or a batch (..., D),
-    W is (D, d), b is (D,), s a positive number."""
+    """p(z | x) for z ~ N(0, I_d), x | z ~ N(W z + b, s^2 I_D), x (D,) or a batch (..., D), W (D, d), b (D,), s > 0 a
+    float: a MultivariateNormal with batch shape (...) (none for one x) and event shape (d,)."""
     ### BEGIN SOLUTION
     C = torch.linalg.inv(torch.eye(W.shape[1], dtype=W.dtype) + W.T @ W / s**2)
     return MultivariateNormal((x - b) @ W @ C / s**2, C)
@@ -55,8 +55,8 @@ import torch
 
 
 def linear_gaussian_elbo(x, q, W, b, s):
-    """The ELBO of a Gaussian q (a MultivariateNormal over z, batches allowed) for the observation x of the
-    linear-Gaussian model z ~ N(0, I_d), x | z ~ N(W z + b, s^2 I_D), in closed form; one value per q."""
+    """The ELBO of a Gaussian q (a MultivariateNormal over z, batches allowed) for the observation x of the linear-
+    Gaussian model z ~ N(0, I_d), x | z ~ N(W z + b, s^2 I_D), in closed form: a tensor of q's batch shape, in nats."""
     ### BEGIN SOLUTION
     import math
 
@@ -76,7 +76,7 @@ import torch
 
 def optimal_q(log_joint):
     """The probability vector q over the M values of z that maximises the ELBO, from log p(x, k) for each value k of
-    z, shape (..., M)."""
+    z, shape (..., M): a tensor of shape (..., M), each row summing to 1."""
     ### BEGIN SOLUTION
     return torch.softmax(log_joint, -1)
     ### END SOLUTION
@@ -87,7 +87,7 @@ import torch
 
 def lagrange_multiplier(log_joint):
     """The Lagrange multiplier lambda of the sum-to-one constraint at the maximiser of the ELBO, for the Lagrangian
-    L(q) + lambda (sum_k q_k - 1), from log p(x, k) for each value k of z, shape (..., M); one per leading index."""
+    L(q) + lambda (sum_k q_k - 1), from log p(x, k) for each value k of z, shape (..., M): a tensor of shape (...)."""
     ### BEGIN SOLUTION
     return 1 - torch.logsumexp(log_joint, -1)
     ### END SOLUTION
@@ -99,7 +99,7 @@ import torch
 def per_datapoint_loss(x, z, mu, logvar, log_likelihood):
     """A VAE's loss for each datapoint of a batch, estimated from one sample z_n of q(z | x_n), the Gaussian
     N(mu_n, diag exp(logvar_n)), with the prior N(0, I): x is (B, D); z, mu and logvar are (B, d); log_likelihood(x, z)
-    gives log p(x_n | z_n), shape (B,). Returns shape (B,)."""
+    gives log p(x_n | z_n), shape (B,). Returns a tensor of shape (B,), in nats."""
     ### BEGIN SOLUTION
     from torch.distributions import Independent, Normal, kl_divergence
 
@@ -110,8 +110,8 @@ def per_datapoint_loss(x, z, mu, logvar, log_likelihood):
 
 
 def negative_elbo(reconstruction, kl):
-    """The loss of a minibatch, from each datapoint's reconstruction term (E_q log p(x_n | z), estimated) and KL term
-    KL(q(z | x_n) || p(z)), both shape (B,)."""
+    """The loss of a minibatch, a scalar tensor in nats, from each datapoint's reconstruction term (E_q log p(x_n | z),
+    estimated) and KL term KL(q(z | x_n) || p(z)), both tensors of shape (B,)."""
     ### BEGIN SOLUTION
     return (kl - reconstruction).mean()
     ### END SOLUTION

@@ -9,14 +9,15 @@ import torch
 
 
 def log_prior(z):
-    """log p(z) under the prior N(0, I), in nats: one value per latent point, z (..., d) -> (...)."""
+    """log p(z) under the prior N(0, I), in nats, one value per latent point: z (..., d) -> a tensor (...)."""
     ### BEGIN SOLUTION
     return -0.5 * (z.square() + math.log(2 * math.pi)).sum(-1)
     ### END SOLUTION
 
 
 def log_q(z, mu, logvar):
-    """log q(z) under N(mu, diag exp(logvar)), in nats: z (..., d) against mu and logvar that broadcast with it -> (...)."""
+    """log q(z) under N(mu, diag exp(logvar)), in nats: z (..., d) against mu and logvar that broadcast with it -> a
+    tensor (...)."""
     ### BEGIN SOLUTION
     return -0.5 * ((z - mu).square() / logvar.exp() + logvar + math.log(2 * math.pi)).sum(-1)
     ### END SOLUTION
@@ -30,7 +31,8 @@ import torch.nn.functional as F
 
 def log_bernoulli(x, logits):
     """log p(x|z) of binary images x under independent Bernoulli pixels whose probabilities are sigmoid(logits),
-    summed over the pixels, in nats; x (..., D) broadcasts against logits (..., D) -> (...); finite for any logits."""
+    summed over the pixels; x (..., D) broadcasts against logits (..., D) -> a tensor (...), in nats, finite for any
+    logits."""
     ### BEGIN SOLUTION
     return -F.binary_cross_entropy_with_logits(logits, x.expand_as(logits), reduction="none").sum(-1)
     ### END SOLUTION
@@ -49,8 +51,8 @@ import torch
 
 
 def reparameterize(mu, logvar, samples=None):
-    """Draws of z ~ N(mu, diag exp(logvar)), differentiable in mu and logvar: shape mu.shape, or (samples, *mu.shape)
-    for `samples` draws; the noise comes from torch's global generator, on mu's device and in mu's dtype."""
+    """Draws of z ~ N(mu, diag exp(logvar)), differentiable in mu and logvar: a tensor of shape mu.shape, or (samples,
+    *mu.shape) for `samples` draws; the noise from torch's global generator, on mu's device and in mu's dtype."""
     shape = mu.shape if samples is None else (samples, *mu.shape)
     ### BEGIN SOLUTION
     eps = torch.randn(shape, device=mu.device, dtype=mu.dtype)
@@ -66,7 +68,7 @@ from answers.kl_divergence import kl_to_standard_normal    # question N, noteboo
 
 def elbo_terms(model, x, samples=1):
     """For each image of x (n, 784): the reconstruction term E_q log p(x|z), estimated from `samples` draws of
-    `reparameterize`, and KL(q(z|x) || p(z)) in closed form; two tensors (n,), in nats."""
+    `reparameterize`, and KL(q(z|x) || p(z)) in closed form; a tuple of two tensors (n,), in nats."""
     mu, logvar = model.encode(x)
     ### BEGIN SOLUTION
     z = reparameterize(mu, logvar, samples)
@@ -75,7 +77,7 @@ def elbo_terms(model, x, samples=1):
 
 
 def elbo(model, x, samples=1):
-    """The ELBO of each image of x (n, 784), in nats, from `samples` draws: (n,)."""
+    """The ELBO of each image of x (n, 784) from `samples` draws: a tensor (n,), in nats."""
     ### BEGIN SOLUTION
     reconstruction, kl = elbo_terms(model, x, samples)
     return reconstruction - kl
@@ -87,7 +89,7 @@ import torch
 
 def score_function_gradient(h, mu, sigma, z):
     """Single-draw score-function (REINFORCE) estimates of the gradient of E[h(z)], z ~ N(mu, sigma^2), with respect
-    to (mu, sigma), one per draw of z (n,): shape (2, n), the mu-component first."""
+    to (mu, sigma), one per draw of z (n,): a tensor of shape (2, n), the mu-component first."""
     ### BEGIN SOLUTION
     score_mu = (z - mu) / sigma**2                               # d/dmu log N(z; mu, sigma^2)
     score_sigma = (z - mu) ** 2 / sigma**3 - 1 / sigma           # d/dsigma log N(z; mu, sigma^2)
@@ -97,7 +99,7 @@ def score_function_gradient(h, mu, sigma, z):
 
 def reparameterised_gradient(h, mu, sigma, eps):
     """Single-draw reparameterised estimates of the same gradient, one per draw of eps (n,) from N(0, 1):
-    shape (2, n), the mu-component first."""
+    a tensor of shape (2, n), the mu-component first."""
     ### BEGIN SOLUTION
     z = (mu + sigma * eps).detach().requires_grad_(True)
     (slope,) = torch.autograd.grad(h(z).sum(), z)                # h'(z) for each draw
@@ -109,7 +111,8 @@ from answers.latent_variable_models import negative_elbo    # question N, notebo
 
 
 def vae_loss(model, x):
-    """The training loss of a minibatch x (n, 784), a scalar to minimise, from one reparameterised draw per image."""
+    """The training loss of a minibatch x (n, 784), a scalar tensor in nats to minimise, from one reparameterised draw
+    per image."""
     ### BEGIN SOLUTION
     return negative_elbo(*elbo_terms(model, x))
     ### END SOLUTION
@@ -120,7 +123,7 @@ import torch
 
 def interpolate(model, x_start, x_end, steps=10):
     """The decoder's pixel means f(z) at `steps` evenly spaced points z of the segment from the encoder mean of
-    x_start to that of x_end (images (784,)), both ends included: (steps, 784)."""
+    x_start to that of x_end (images (784,)), both ends included: a tensor (steps, 784)."""
     ### BEGIN SOLUTION
     with torch.no_grad():
         start, end = model.encode(torch.stack([x_start, x_end]))[0]
@@ -133,7 +136,7 @@ import torch
 
 
 def latent_grid(n):
-    """The n x n latent points (n * n, 2) of the grid of equal prior mass, row by row from the top."""
+    """The n x n latent points of the grid of equal prior mass, row by row from the top: a tensor (n * n, 2)."""
     ### BEGIN SOLUTION
     quantiles = torch.distributions.Normal(0.0, 1.0).icdf((torch.arange(n) + 0.5) / n)
     z2, z1 = torch.meshgrid(quantiles.flip(0), quantiles, indexing="ij")
@@ -145,9 +148,10 @@ import torch
 
 
 def fit_q(model, x, observed, mu, logvar, steps, samples=16, lr=0.05):
-    """Stochastic variational inference: the mean and log-variance (n, d) of q(z) = N(mu, diag exp(logvar)) for each
-    image of x (n, 784), fitted by `steps` Adam steps (learning rate lr) to the ELBO of its pixels where `observed`
-    (784,) is true, from (mu, logvar), with `samples` draws of `reparameterize` per step; the model is unchanged."""
+    """Stochastic variational inference: a tuple of the mean and log-variance, tensors (n, d), of q(z) = N(mu, diag
+    exp(logvar)) for each image of x (n, 784), fitted by `steps` Adam steps (learning rate lr) to the ELBO of its
+    pixels where `observed` (784,) is true, from (mu, logvar), with `samples` draws of `reparameterize` per step; the
+    model is unchanged."""
     ### BEGIN SOLUTION
     mu, logvar = mu.detach().clone().requires_grad_(True), logvar.detach().clone().requires_grad_(True)
     optimizer = torch.optim.Adam([mu, logvar], lr=lr)
@@ -176,7 +180,8 @@ import torch
 
 
 def log_gaussian(x, mean, precision):
-    """log N(x; mean, I / precision) of images x under a spherical Gaussian, summed over the pixels: (..., D) -> (...)."""
+    """log N(x; mean, I / precision) of images x under a spherical Gaussian, summed over the pixels: (..., D) -> a
+    tensor (...), in nats."""
     ### BEGIN SOLUTION
     return 0.5 * x.shape[-1] * math.log(precision / (2 * math.pi)) - 0.5 * precision * (x - mean).square().sum(-1)
     ### END SOLUTION
@@ -184,7 +189,7 @@ def log_gaussian(x, mean, precision):
 
 def ml_precision(x, mean):
     """The precision that maximises the Gaussian log-likelihood of images x (n, D) around means `mean` (..., n, D),
-    over all the images (and leading draws): a positive number."""
+    over all the images (and leading draws): a positive float."""
     ### BEGIN SOLUTION
     return x.shape[-1] / (x - mean).square().sum(-1).mean().item()
     ### END SOLUTION
@@ -195,7 +200,7 @@ import torch
 
 def elbo_estimates(model, x, samples):
     """`samples` single-draw ELBO estimates per image of x (n, 784), from the same draws of `reparameterize`: with the
-    KL in closed form, and with the KL estimated from the draw; two tensors (samples, n), in nats."""
+    KL in closed form, and with the KL estimated from the draw; a tuple of two tensors (samples, n), in nats."""
     mu, logvar = model.encode(x)
     ### BEGIN SOLUTION
     z = reparameterize(mu, logvar, samples)
@@ -211,8 +216,8 @@ import torch
 
 
 def log_likelihood(model, x, k=1000, chunk=100):
-    """The importance-sampled estimate of log p(x) for each image of x (n, 784), in nats, with the encoder's q(z|x) as
-    the proposal and k draws of `reparameterize`, `chunk` at a time (the last chunk holds the remainder): (n,)."""
+    """The importance-sampled estimate of log p(x) for each image of x (n, 784), a tensor (n,) in nats, with the
+    encoder's q(z|x) as the proposal and k draws of `reparameterize`, `chunk` at a time (the last: the remainder)."""
     with torch.no_grad():                            # an estimate to report, never to train on
         mu, logvar = model.encode(x)
         sizes = [chunk] * (k // chunk) + ([k % chunk] if k % chunk else [])

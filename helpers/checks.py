@@ -22,7 +22,8 @@ def _show(value: torch.Tensor) -> str:
 
 
 def diagnosis(got: torch.Tensor, expected: torch.Tensor, tolerance: float) -> str:
-    """A likely mistake read off the numbers alone: a flipped sign, a constant offset, a constant factor."""
+    """A likely mistake read off the numbers alone: a flipped sign, a constant offset, a square or a square root, a
+    constant factor (a 1/2, a sum for a mean)."""
     if got.shape != expected.shape:
         return (f"the shape is {tuple(got.shape)} where {tuple(expected.shape)} was expected: check which axis you "
                 "reduce")
@@ -34,9 +35,37 @@ def diagnosis(got: torch.Tensor, expected: torch.Tensor, tolerance: float) -> st
     offset = got - expected
     if got.numel() > 1 and (offset - offset.flatten()[0]).abs().max() <= tolerance * scale.max():
         return f"it is off by the same {offset.flatten()[0].item():.6g} everywhere: check the constant terms"
+    # a square or a square root (a constant ratio only where all values are equal): the values themselves, away from
+    # 0 and 1 where it would not show
+    away = (expected.abs() - 1).abs() > 10 * tolerance
+    if away.any() and (expected[away] > 0).all():
+        if ((got[away] - expected[away] ** 2).abs() <= tolerance * expected[away].clamp_min(1.0) ** 2).all():
+            return ("it is the square of the expected value: a square root is missing (a variance where a standard "
+                    "deviation is asked?)")
+        if (got[away] >= 0).all() and ((got[away] - expected[away].sqrt()).abs() <= tolerance).all():
+            return "it is the square root of the expected value: a square root too many"
     ratio = got / expected.where(expected != 0, torch.ones_like(expected))
-    if got.numel() > 1 and (expected != 0).all() and (ratio - ratio.flatten()[0]).abs().max() <= tolerance:
-        return f"it is {ratio.flatten()[0].item():.6g} times the expected value everywhere: check the constant factors"
+    if (expected != 0).all() and (ratio - ratio.flatten()[0]).abs().max() <= tolerance:
+        factor = ratio.flatten()[0].item()
+        named = factor_named(factor, tolerance)
+        if got.numel() > 1 or named:
+            everywhere = " everywhere" if got.numel() > 1 else ""
+            return f"it is {factor:.6g} times the expected value{everywhere}: {named or 'check the constant factors'}"
+    return ""
+
+
+def factor_named(factor: float, tolerance: float) -> str:
+    """The likely mistake behind a constant factor between got and expected: a 1/2, or a sum for a mean (or the
+    reverse) over an axis of that many entries; '' for a factor with no likely story."""
+    for k in range(2, 100_001):
+        if abs(factor - k) <= tolerance * k:
+            return ("a factor 1/2 is missing" if k == 2 else
+                    f"a sum where a mean over {k} entries is asked, or a constant factor {k} too many")
+        if abs(factor - 1 / k) <= tolerance / k:
+            return ("a factor 1/2 too many, or a 2 missing" if k == 2 else
+                    f"a mean where a sum over {k} entries is asked, or a constant factor 1/{k} too many")
+        if k > abs(factor) + 1 and k > 1 / max(abs(factor), 1e-12) + 1:
+            break
     return ""
 
 
@@ -44,7 +73,9 @@ def sentence(text: str, capital: bool = True) -> str:
     """`text` as a sentence: a capital first (unless it starts with a name of the code), a full stop unless it
     already ends with ., ? or !."""
     text = text.strip()
-    return (text[:1].upper() if capital else text[:1]) + text[1:] + ("" if text.endswith((".", "?", "!")) else ".")
+    code = any(mark in text.split(" ", 1)[0] for mark in "_/()^.=")    # a name of the code keeps its case
+    return (text[:1].upper() if capital and not code else text[:1]) + text[1:] + (
+        "" if text.endswith((".", "?", "!")) else ".")
 
 
 def check_close(got, expected, what: str, *, tolerance: float = 1e-6, hint: str = "") -> None:

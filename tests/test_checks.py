@@ -16,6 +16,9 @@ def test_a_hint_that_asks_a_question_ends_with_its_question_mark():
     assert text == "the error does not hold: got 2. What is the variance of one?"
     text = message_of(check_close, 1.0, 0.0, "kl", hint="look at the constant term.")
     assert text.endswith("Look at the constant term.") and ".." not in text
+    assert message_of(check_that, False, "f", hint="dL/dW has one entry per weight").endswith(" dL/dW has one entry "
+                                                                                        "per weight.")
+    assert message_of(check_that, False, "f", hint="p_data weighs 'real'").endswith(" p_data weighs 'real'.")
 
 
 def test_the_likely_mistake_is_read_off_the_numbers():
@@ -24,6 +27,11 @@ def test_the_likely_mistake_is_read_off_the_numbers():
     assert "off by the same 0.5" in message_of(check_close, expected + 0.5, expected, "f")
     assert "It is 2 times the expected value" in message_of(check_close, 2 * expected, expected, "f")
     assert "The shape is (3, 1) where (3,) was expected" in message_of(check_close, expected[:, None], expected, "f")
+    assert "a factor 1/2 is missing" in message_of(check_close, torch.tensor(1.5), torch.tensor(0.75), "f")
+    assert "a mean where a sum over 20 entries" in message_of(check_close, expected / 20, expected, "f")
+    assert "a square root is missing" in message_of(check_close, torch.tensor([0.04, 4.0]), [0.2, 2.0], "f")
+    assert "square root too many" in message_of(check_close, torch.tensor([0.2, 2.0]), [0.04, 4.0], "f")
+    assert message_of(check_close, 5.0, 0.3, "f") == "f: expected 0.3, got 5."      # no story for a factor 16.7
 
 
 def test_a_right_value_passes():

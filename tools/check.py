@@ -2,12 +2,14 @@
 answered yet, and what is wrong and why.
 
     python -m tools.check 03 [A3]     (the same without make, from the repository's folder)
+    python -m tools.check 03 A3 C1h   (several questions: make check NB=03 Q="A3 C1h")
 
 It exports the answer cells first (as `make answers` does), then runs the notebook as saved, in quick settings, with
 nbclient, going on past a failing cell so that one wrong answer hides none of the others; with a question, it stops
-after that question's last cell. A cell counts for the question whose section or answer cell it follows. Nothing is
-written into the notebook. nbclient runs the cells; the verdicts are read off its error outputs here, since tools
-such as `otter check` need tests written in their own format, and these notebooks' tests are their self-check cells.
+after that question's last cell (with several, after the last cell of the last of them). A cell counts for the question
+whose section or answer cell it follows. Nothing is written into the notebook. nbclient runs the cells; the verdicts are
+read off its error outputs here, since tools such as `otter check` need tests written in their own format, and these
+notebooks' tests are their self-check cells.
 """
 import argparse
 import os
@@ -166,19 +168,21 @@ def report(stem: str, found: dict, seconds: float) -> str:
     return "\n".join(lines)
 
 
-def check(name: str, question: str | None = None, folder: Path = ROOT / "notebooks") -> tuple:
-    """(the report, whether every question asked is done) for one notebook, or one question of it."""
+def check(name: str, question: str | list | None = None, folder: Path = ROOT / "notebooks") -> tuple:
+    """(the report, whether every question asked is done) for one notebook, or one question of it (or a list)."""
     import nbformat
 
     path = find_notebook(name, folder)
     nb = nbformat.read(path, as_version=4)
     owners = questions_of_cells(nb.cells)
     ids = list(dict.fromkeys(q for q in owners if q))
-    if question is not None and question not in ids:
-        raise SystemExit(f"{path.stem} has no question {question!r}: its questions are {', '.join(ids)}")
-    asked = [question] if question else ids
+    asked = [question] if isinstance(question, str) else list(question or [])
+    unknown = next((q for q in asked if q not in ids), None)
+    if unknown is not None:
+        raise SystemExit(f"{path.stem} has no question {unknown!r}: its questions are {', '.join(ids)}")
+    asked = [q for q in ids if q in asked] or ids
     if question:
-        last = max(i for i, owner in enumerate(owners) if owner == question)
+        last = max(i for i, owner in enumerate(owners) if owner in asked)
         nb.cells, owners = nb.cells[:last + 1], owners[:last + 1]
     notes = []
     export.export(folder, ROOT / "answers", report=lambda line: notes.append(line) if path.name in line else None)
@@ -191,7 +195,7 @@ def check(name: str, question: str | None = None, folder: Path = ROOT / "noteboo
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("notebook", help="the notebook's number (03) or name (03_kl_divergence)")
-    parser.add_argument("question", nargs="?", help="one question's id (A3); all of the notebook's without it")
+    parser.add_argument("question", nargs="*", help="a question's id (A3), or several; all of the notebook's without")
     args = parser.parse_args(argv)
     text, done = check(args.notebook, args.question or None)
     print(text)

@@ -192,6 +192,47 @@ def docstring_leaks(release_dir: Path) -> dict:
     return {name: piece for name, piece in found.items() if piece}
 
 
+# What a stub's docstring must say of the value it returns: its type, and a tensor's shape, in one of the ways the
+# docstrings write it: "(n, 784)", "(...)", "(n * n, 2)", "shaped like w", "shape mu.shape", "a scalar tensor", "q's
+# batch shape", "the shape p and n broadcast to".
+RETURN_TYPE = re.compile(r"\b(tensors?|floats?|int|dict|list|tuple|bool|str|None|MultivariateNormal)\b")
+SHAPE = re.compile(r"\((?:\.\.\.|\*?\w[\w.]*(?: \* \w+)?)?(?:, ?(?:\.\.\.|\*?\w[\w.]*(?: \* \w+)?))*,?\)"
+                   r"|\bshaped like\b|\bshape \w+\.shape\b|\bscalar tensors?\b|\bbatch shape\b"
+                   r"|\bshape [\w ]+ broadcast to\b")
+
+
+def answer_functions(release_dir: Path) -> dict:
+    """'notebook Class.function' -> docstring, for every function that holds an answer region in the release."""
+    import ast
+
+    found = {}
+    for path in sorted((release_dir / "notebooks").glob("*.ipynb")):
+        for cell in nbformat.read(path, as_version=4).cells:
+            if not export.is_code_answer(cell):
+                continue
+            tree = ast.parse(cell.source)
+            classes = {f: c.name for c in ast.walk(tree) if isinstance(c, ast.ClassDef) for f in c.body}
+            for node in ast.walk(tree):
+                if isinstance(node, ast.FunctionDef) and export.BEGIN in ast.get_source_segment(cell.source, node):
+                    name = ".".join(filter(None, (classes.get(node), node.name)))
+                    found[f"{path.stem} {name}"] = ast.get_docstring(node) or ""
+    return found
+
+
+def return_gaps(docstrings: dict) -> dict:
+    """name -> what its docstring leaves unsaid of the returned value: its type, or (for a tensor) its shape."""
+    gaps = {}
+    for name, doc in docstrings.items():
+        text = " ".join(doc.split())
+        if not RETURN_TYPE.search(text):
+            gaps[name] = "no type (tensor, float, dict, tuple, None, ...)"
+        elif re.search(r"\btensors?\b", text) and not any(
+                match[0] == "()" or "," in match[0] or "..." in match[0] or not match[0].startswith("(")
+                for match in SHAPE.finditer(text)):
+            gaps[name] = "a tensor without its shape"
+    return gaps
+
+
 # --------------------------------------------------------------------------------------------------------------------
 
 def test_make_student_refuses_a_release_that_points_at_the_solutions(tmp_path):
@@ -376,3 +417,22 @@ def test_the_instructors_guide_names_every_asked_answer_and_the_points_it_gives(
     counts = [sum(isinstance(t, kind) for t in bank.tests()) for kind in (bank.FunctionTest, bank.ModelTest)]
     assert f"{counts[0]} tests calling the students' functions" in guide and f"the {counts[1]} model" in " ".join(
         guide.split()), counts
+
+
+def test_every_stub_says_what_it_returns(built, tmp_path):
+    """The docstring is all a student sees of an answer function: it names the returned type, and a tensor's shape."""
+    docstrings = answer_functions(built)
+    assert len(docstrings) >= 50 and "07_backprop Linear.backward" in docstrings, sorted(docstrings)
+    gaps = return_gaps(docstrings)
+    assert not gaps, f"stubs that do not say what they return: {gaps}"
+    copy = tmp_path / "release"
+    subprocess.run(["cp", "-r", str(built), str(copy)], check=True)
+    path = next((copy / "notebooks").glob("03_*.ipynb"))
+    nb = nbformat.read(path, as_version=4)
+    for planted, gap in (("The KL divergence of the two Gaussians, elementwise, in nats.", "no type"),
+                         ("The KL divergence of the two Gaussians as a tensor (s1, s2 are deviations).", "its shape")):
+        nb = nbformat.read(next((built / "notebooks").glob("03_*.ipynb")), as_version=4)
+        cell = next(c for c in nb.cells if "def gaussian_kl(" in c.source)
+        cell.source = re.sub(r'""".*?"""', f'"""{planted}"""', cell.source, count=1, flags=re.S)
+        nbformat.write(nb, path)
+        assert gap in return_gaps(answer_functions(copy)).get("03_kl_divergence gaussian_kl", ""), planted

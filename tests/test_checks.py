@@ -37,3 +37,21 @@ def test_the_likely_mistake_is_read_off_the_numbers():
 def test_a_right_value_passes():
     check_close(torch.tensor([1.0, 2.0]), [1.0, 2.0], "f")
     check_that(True, "a condition")
+
+
+def test_a_kl_looked_up_in_torch_distributions_fails_the_self_check_as_the_grader_would_score_it():
+    from torch.distributions import Normal, kl_divergence
+
+    from helpers.checks import SelfCheckError, by_hand
+
+    def looked_up(m1, s1, m2, s2):
+        return kl_divergence(Normal(m1, s1), Normal(m2, s2))
+
+    def computed(m1, s1, m2, s2):
+        return (m1 - m2) ** 2 + s1 * s2          # any arithmetic of its own passes through untouched
+
+    args = (torch.tensor(0.0), torch.tensor(1.0), torch.tensor(1.0), torch.tensor(2.0))
+    with pytest.raises(SelfCheckError, match="looked_up calls torch.distributions' kl_divergence, which the grader"):
+        by_hand(looked_up, *args)
+    assert by_hand(computed, *args) == 2.0
+    assert torch.allclose(looked_up(*args), kl_divergence(Normal(*args[:2]), Normal(*args[2:])))   # restored after

@@ -53,5 +53,5 @@ def test_a_kl_looked_up_in_torch_distributions_fails_the_self_check_as_the_grade
     args = (torch.tensor(0.0), torch.tensor(1.0), torch.tensor(1.0), torch.tensor(2.0))
     with pytest.raises(SelfCheckError, match="looked_up calls torch.distributions' kl_divergence, which the grader"):
         by_hand(looked_up, *args)
-    assert by_hand(computed, *args) == 2.0
+    assert by_hand(computed, *args) == 3.0          # (0 - 1)^2 + 1 * 2
     assert torch.allclose(looked_up(*args), kl_divergence(Normal(*args[:2]), Normal(*args[2:])))   # restored after

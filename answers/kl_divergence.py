@@ -85,7 +85,8 @@ def wasserstein1_empirical(a, b) -> float:
     from scipy.optimize import linear_sum_assignment
 
     ### BEGIN SOLUTION
-    # the matmul shortcut of cdist loses ~1e-9; exact distances keep W1 exact on exact inputs
+    # cdist's matmul shortcut takes the square root of |a|^2 + |b|^2 - 2 a.b, which at coincident points is a rounding
+    # error (up to ~1e-7 for standard-normal points in float64); exact distances keep W1 exact on exact inputs
     cost = torch.cdist(torch.as_tensor(a, dtype=torch.float64), torch.as_tensor(b, dtype=torch.float64),
                        compute_mode="donot_use_mm_for_euclid_dist")
     rows, cols = linear_sum_assignment(cost.numpy())

@@ -156,7 +156,7 @@ def fit_q(model, x, observed, mu, logvar, steps, samples=16, lr=0.05):
     mu, logvar = mu.detach().clone().requires_grad_(True), logvar.detach().clone().requires_grad_(True)
     optimizer = torch.optim.Adam([mu, logvar], lr=lr)
     weights = [p for p in model.parameters() if p.requires_grad]
-    for p in weights:                     # no gradient for the weights: only q moves, at half the cost
+    for p in weights:                     # no gradient for the weights: only q moves
         p.requires_grad_(False)
     try:
         for _ in range(steps):

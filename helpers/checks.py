@@ -78,14 +78,15 @@ def sentence(text: str, capital: bool = True) -> str:
         "" if text.endswith((".", "?", "!")) else ".")
 
 
-def check_close(got, expected, what: str, *, tolerance: float = 1e-6, hint: str = "") -> None:
-    """Pass when `got` equals `expected` within tolerance * max(1, |expected|) elementwise; else say how it differs."""
+def check_close(got, expected, what: str, *, tolerance: float = 1e-6, hint: str = "", guess: bool = True) -> None:
+    """Pass when `got` equals `expected` within tolerance * max(1, |expected|) elementwise; else say how it differs
+    (`guess=False`: the hint alone, where the check knows the likely mistake better than the numbers tell)."""
     got_t, expected_t = _tensor(got), _tensor(expected)
     if got_t.shape == expected_t.shape and torch.isfinite(got_t).all():
         worst = ((got_t - expected_t).abs() / expected_t.abs().clamp_min(1.0)).max().item() if got_t.numel() else 0.0
         if worst <= tolerance:
             return
-    reason = diagnosis(got_t, expected_t, tolerance)
+    reason = diagnosis(got_t, expected_t, tolerance) if guess or not hint else ""
     message = f"{what}: expected {_show(expected_t)}, got {_show(got_t)}."
     raise SelfCheckError(" ".join([message] + [sentence(part) for part in (reason, hint) if part]))
 

@@ -55,3 +55,13 @@ def test_a_kl_looked_up_in_torch_distributions_fails_the_self_check_as_the_grade
         by_hand(looked_up, *args)
     assert by_hand(computed, *args) == 3.0          # (0 - 1)^2 + 1 * 2
     assert torch.allclose(looked_up(*args), kl_divergence(Normal(*args[:2]), Normal(*args[2:])))   # restored after
+
+
+def test_a_check_that_knows_the_likely_mistake_says_it_alone():
+    with pytest.raises(SelfCheckError) as guessed:
+        check_close(torch.tensor([3.0, 8.0]), torch.tensor([1.5, 4.0]), "norms", hint="clear the gradients")
+    with pytest.raises(SelfCheckError) as told:
+        check_close(torch.tensor([3.0, 8.0]), torch.tensor([1.5, 4.0]), "norms", hint="clear the gradients",
+                    guess=False)
+    assert "factor 1/2" in str(guessed.value) and "Clear the gradients" in str(guessed.value)
+    assert "factor" not in str(told.value) and str(told.value).endswith("Clear the gradients.")

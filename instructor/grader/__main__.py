@@ -106,8 +106,7 @@ def grade(args) -> int:
         for stem in jobs.graded_notebooks():
             if (student.slug, stem) not in by_job:
                 by_job[(student.slug, stem)] = jobs.not_handed_in(student, stem)
-        by_job[(student.slug, jobs.graded_notebooks()[0])]["problems"] = (
-            student.problems + by_job[(student.slug, jobs.graded_notebooks()[0])]["problems"])
+        by_job[(student.slug, jobs.graded_notebooks()[0])]["student_problems"] = student.problems
         for stem, nb in student.notebooks.items():      # for the TA pages, beside the grader's rerun
             by_job[(student.slug, stem)]["handed_in_figures"] = run.figures(nb)
     shutil.rmtree(grades / "submitted", ignore_errors=True)
@@ -159,7 +158,13 @@ def write_outputs(grades: Path, by_job: dict, settings: Settings, show_expected:
                "late": course[0], "roster": course[1],
                "sandboxed": settings.sandboxed, "submissions": str(submissions), "key_version": settings.key_version,
                "jobs": total, "ran": ran, "results": results}
-    report.write_reports(grades, results, jobs.manual_parts(), show_expected, details)
+    book = report.write_reports(grades, results, jobs.manual_parts(), show_expected, details)
+    for problem in (p for row in book.values() for p in row["problems"]):
+        print(f"manual-points.csv: {problem}", file=sys.stderr)
+    pending = sum(1 for row in book.values() if row["TA parts to grade"])
+    if pending:
+        print(f"{pending} student(s) have TA parts still to grade (column `TA parts to grade`): their totals, in the "
+              "gradebook and the exports, count those parts as 0 until the TAs' points are in", file=sys.stderr)
     print(f"wrote {grades / 'gradebook.csv'}, feedback in {grades / 'feedback'} and {grades / 'handback'} (a page "
           f"per notebook and a zip per student), TA pages in {grades / 'manual'} "
           f"({ran} of {total} notebook(s) graded now, the rest from the cache)")
@@ -175,7 +180,9 @@ def gradebook(args) -> int:
     problems = [p for row in book.values() for p in row["problems"]]
     for problem in problems:
         print(f"manual-points.csv: {problem}", file=sys.stderr)
-    print(f"wrote {grades / 'gradebook.csv'} from the last grading and {grades / 'manual-points.csv'}")
+    print(f"wrote {grades / 'gradebook.csv'} from the last grading and {grades / 'manual-points.csv'}"
+          + (f"; the {len(problems)} value(s) named above were left out: correct them and run `make gradebook` "
+             "again" if problems else ""))
     return 1 if problems else 0
 
 

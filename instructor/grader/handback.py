@@ -21,10 +21,20 @@ from answers import export
 from . import pages
 from .files import umask, write_text
 
+MATHJAX = "../../mathjax/MathJax.js?config=TeX-AMS-MML_HTMLorMML-full,Safe,local/offline"   # grades/mathjax
+CDN = "https://cdnjs.cloudflare.com/ajax/libs/mathjax/2.7.7/MathJax.js?config=TeX-AMS-MML_HTMLorMML-full,Safe"
+FALLBACK = (f'<script src="{MATHJAX}" onerror="var s = document.createElement(\'script\'); s.src = \'{CDN}\'; '
+            'document.head.appendChild(s)">')
+
 
 @cache
 def exporter() -> HTMLExporter:
-    return HTMLExporter(template_name="lab", embed_images=True, sanitize_html=True)
+    """nbconvert's lab pages, sanitised with our cleaner; the math typeset by grades/mathjax, or, in a page opened
+    from its zip, by MathJax's public copy."""
+    html = HTMLExporter(template_name="lab", embed_images=True, sanitize_html=True,
+                        filters={"clean_html": pages.clean_rendered})
+    html.mathjax_url = MATHJAX
+    return html
 
 
 def box(question: str, lines: list) -> nbformat.NotebookNode:
@@ -92,7 +102,7 @@ def render_page(source: Path, lines: dict, target: Path) -> None:
         return
     nb = annotated(nbformat.read(source, as_version=4), lines)
     body, _ = exporter().from_notebook_node(nb, resources={"metadata": {"name": source.stem}})
-    write_text(target, body)
+    write_text(target, body.replace(f'<script src="{MATHJAX}">', FALLBACK, 1))
     write_text(stamp, digest)
 
 
@@ -107,8 +117,10 @@ def write_handback(grades: Path, student: str, slug: str, results: list, manual:
                                                                                                   [])),
                         folder / f"{result['notebook']}.html")
             stems.append(result["notebook"])
+    head, _, rest = feedback.partition("\n## ")            # the title and the hand-in, then each notebook
     write_text(folder / "index.html", pages.templates().get_template("handback_index.html.j2").render(
-        student=student, notebooks=stems, feedback=pages.Markup(pages.safe_markdown(feedback))))
+        student=student, notebooks=stems, heading=pages.Markup(pages.safe_markdown(head)),
+        details=pages.Markup(pages.safe_markdown("## " + rest if rest else ""))))
     archive = grades / "handback" / f"{slug}.zip"
     tmp = archive.with_name(f".{archive.name}.tmp")
     with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as bundle:

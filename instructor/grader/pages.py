@@ -39,6 +39,14 @@ def safe_markdown(text: str) -> str:
                         protocols={"http", "https", "mailto"}, strip=False)
 
 
+def clean_rendered(element) -> str:
+    """nbconvert's `clean_html` filter for the hand-back pages: its own keeps too few tags (no <p>, no headings, no
+    table head), so a rendered Markdown cell would show its tags as text; this keeps text markup, nothing that runs."""
+    element = element.decode() if isinstance(element, bytes) else str(element)
+    return bleach.clean(element, tags=TEXT_TAGS | {"b", "i"}, attributes={"*": ["class", "id"], "a": ["href", "title"]},
+                        protocols={"http", "https", "mailto"}, strip=False)
+
+
 def safe_png(data: str) -> str | None:
     """The base64 PNG when it decodes to a PNG of at most 2 MB, else None (a page shows only real images)."""
     try:

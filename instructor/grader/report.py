@@ -66,13 +66,21 @@ def manual_points(row: dict | None) -> tuple:
     return points, None
 
 
+def handed_in(results: dict) -> set:
+    """(student, notebook) of every notebook a student handed in: a TA reads only those."""
+    return {(r["student"], r["notebook"]) for r in results.values() if r["status"] != "missing"}
+
+
 def sheet_text(results: dict, parts: dict, previous: dict) -> str:
-    """The TAs' sheet: one row per student and manual part, earlier entries kept."""
+    """The TAs' sheet: one row per student and manual part of a notebook they handed in, earlier entries kept."""
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, SHEET_FIELDS)
     writer.writeheader()
+    present = handed_in(results)
     for student in sorted({r["student"] for r in results.values()}):
         for (notebook, part), (question, maximum) in sorted(parts.items()):
+            if (student, notebook) not in present:
+                continue
             old = previous.get((student, notebook, part), {})
             writer.writerow({"student": cell(student), "notebook": notebook, "part": part, "question": question,
                              "max_points": f"{maximum:g}", "points": cell(old.get("points", "")),
@@ -93,14 +101,20 @@ def totals(results: dict, parts: dict, sheet: dict, late: dict | None = None) ->
                 ungraded.setdefault(result["student"], set()).add(name)
             elif name:
                 row[name] = row.get(name, 0.0) + verdict["earned"]
+    present = handed_in(results)
     for student, row in book.items():
+        pending = 0
         for (notebook, part), (question, _) in parts.items():
+            if (student, notebook) not in present:
+                continue                              # nothing to read: its points stay 0
             points, problem = manual_points(sheet.get((student, notebook, part)))
             if problem:
-                row["problems"].append(f"student {student!r}, {notebook} part {part}: {problem}")
+                row["problems"].append(f"student {student!r}, {notebook} part {part}: {problem} (ignored)")
+            pending += points is None
             if points is not None and (notebook, question) in names:
                 row[names[(notebook, question)]] = row.get(names[(notebook, question)], 0.0) + points
         before = sum(v for k, v in row.items() if k != "problems")
+        row["TA parts to grade"] = pending
         deducted = (late or {}).get(student, {}).get("deducted", 0.0)
         row.update({"before late": before, "late deduction": deducted, "total": round(before * (1 - deducted), 4)})
         for name in ungraded.get(student, ()):       # the grader failed there: no number, and so no total
@@ -116,13 +130,13 @@ def gradebook_text(book: dict, maxima: dict) -> str:
     names = [name for _, _, name in columns()]
     buffer = io.StringIO()
     writer = csv.writer(buffer)
-    writer.writerow(["student", *names, "before late", "late deduction", "total"])
-    writer.writerow([MAXIMUM, *(f"{maxima.get(n, 0):g}" for n in names), f"{sum(maxima.values()):g}", "",
+    writer.writerow(["student", *names, "TA parts to grade", "before late", "late deduction", "total"])
+    writer.writerow([MAXIMUM, *(f"{maxima.get(n, 0):g}" for n in names), "", f"{sum(maxima.values()):g}", "",
                      f"{sum(maxima.values()):g}"])
     for student in sorted(book):
         writer.writerow([cell(student), *(shown(book[student].get(n, 0)) for n in names),
-                         shown(book[student]["before late"]), f"{book[student]['late deduction']:g}",
-                         shown(book[student]["total"])])
+                         book[student]["TA parts to grade"], shown(book[student]["before late"]),
+                         f"{book[student]['late deduction']:g}", shown(book[student]["total"])])
     return buffer.getvalue()
 
 
@@ -137,7 +151,14 @@ def feedback_text(student: str, results: list, parts: dict, sheet: dict, show_ex
     lines = [f"# Feedback for {student}", ""]
     if late:
         lines += [f"Hand-in: {late['sentence']}."] + [f"- {p}" for p in late.get("problems", [])] + [""]
+    overall = [p for r in results for p in r.get("student_problems", [])]
+    lines += [f"- {p}" for p in dict.fromkeys(overall)] + ([""] if overall else [])
     for result in sorted(results, key=lambda r: r["notebook"]):
+        if result["status"] == "missing":
+            points = sum(v["points"] for v in result["verdicts"]) + sum(
+                maximum for (notebook, _), (_, maximum) in parts.items() if notebook == result["notebook"])
+            lines += [f"## {result['notebook']}", "", f"Not handed in: its {points:g} points count 0.", ""]
+            continue
         if result.get("grader_failure"):
             lines += [f"## {result['notebook']}", "", "Not graded yet: the grader failed on this notebook, not your "
                       "work. It will be graded again; nothing of it counts until then.", ""]
@@ -145,18 +166,18 @@ def feedback_text(student: str, results: list, parts: dict, sheet: dict, show_ex
         lines += [f"## {result['notebook']}", "", f"Ran to the end: {'yes' if result['status'] == 'ok' else 'no'} "
                   f"({result['status']}{': ' + result['status_message'] if result['status_message'] else ''}), "
                   f"{result['seconds']:g} s."]
-        lines += [f"- {problem}" for problem in result["problems"] + result["errors"]]
+        lines += [f"- {problem}" for problem in dict.fromkeys(result["problems"] + result["errors"])]
         lines += ["", "| question | what the grader checked | points | |", "|---|---|---|---|"]
         for v in result["verdicts"]:
             note = v["message"] + (f" (expected {v['detail']})" if show_expected and v["detail"] else "")
-            lines.append(f"| {v['question']} | {v['description']} | {v['earned']:g} / {v['points']:g} | "
+            lines.append(f"| {v['question']} | {in_table(v['description'])} | {v['earned']:g} / {v['points']:g} | "
                          f"{in_table(note or 'right')} |")
         for (notebook, part), (question, maximum) in sorted(parts.items()):
             if notebook == result["notebook"]:
                 row = sheet.get((student, notebook, part), {})
                 points, _ = manual_points(row)
                 shown = f"{points:g} / {maximum:g}" if points is not None else f"? / {maximum:g}"
-                comment = in_table(row.get("comment") or ("awaiting a TA" if points is None else ""))
+                comment = in_table("awaiting a TA" if points is None else row.get("comment", ""))
                 lines.append(f"| {question} | a TA reads your `{part}` | {shown} | {comment} |")
         lines.append("")
     return "\n".join(lines) + "\n"
@@ -187,7 +208,8 @@ def write_reports(grades: Path, results: dict, parts: dict, show_expected: bool,
     for (notebook, part), (question, maximum) in parts.items():
         answers = [(r["student"], r["slug"], r["written"].get(part, ""), r["figures"].get(part, []),
                     r.get("handed_in_figures", {}).get(part, []))
-                   for r in sorted(results.values(), key=lambda r: r["student"]) if r["notebook"] == notebook]
+                   for r in sorted(results.values(), key=lambda r: r["student"])
+                   if r["notebook"] == notebook and r["status"] != "missing"]
         write_text(grades / "manual" / notebook / f"{part}.html",
                    pages.ta_page(notebook, part, question, asked.get((notebook, question), ""), maximum, answers,
                                  details.get("mode", "quick")))

@@ -178,3 +178,28 @@ def test_the_feedback_keeps_bars_as_written():
     from instructor.grader import pages
 
     assert "KL(p || q) is not symmetric" in pages.safe_markdown(text)
+
+
+def test_a_hand_back_page_renders_markdown_and_math_and_runs_nothing(graded):
+    import nbformat
+
+    grades, _ = graded
+    nb = nbformat.v4.new_notebook(cells=[
+        nbformat.v4.new_markdown_cell("# A3\n\nThe **KL** is $\\\\log \\\\sigma$.\n\n"
+                                      "| a | b |\n|---|---|\n| 1 | 2 |\n\n"
+                                      "<script>alert('x')</script> [l](javascript:alert(1)) "
+                                      "<img src=x onerror=alert(2)>"),
+        nbformat.v4.new_code_cell("1", metadata={"nbgrader": {"grade_id": "A3_gaussian_kl", "solution": True}})])
+    nb.cells[1].outputs = [nbformat.v4.new_output("display_data", data={"text/html": "<script>alert(3)</script>",
+                                                                         "text/plain": "x"})]
+    (grades / "submitted" / "bo").mkdir(parents=True)
+    nbformat.write(nb, grades / "submitted" / "bo" / "03_kl_divergence.ipynb")
+    assert cli.main(["gradebook", "--grades", str(grades)]) == 0
+    page = (grades / "handback" / "bo" / "03_kl_divergence.html").read_text()
+    body = page[page.index("<body"):]
+    assert '<h1 id="A3">' in body and "<strong>KL</strong>" in body and "<thead>" in body and "&lt;p&gt;" not in body
+    assert "sigma$" in body and 'src="../../mathjax/MathJax.js' in page and "onerror" in page.split("<body")[0]
+    import re
+
+    assert "<script>alert" not in body and 'href="javascript' not in body and not re.search(r"<img[^>]*onerror", body)
+    assert "<strong>0 / 3</strong>" in body                                 # the feedback box, rendered too

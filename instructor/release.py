@@ -268,11 +268,17 @@ def student_readme(release: Path) -> str:
     for stem in sorted(p.stem for p in (release / "notebooks").glob("[0-9][0-9]_*.ipynb")):
         link = f" [Open in Colab]({colab.colab_link(url, stem + '.ipynb')}) |" if on_github else ""
         rows.append(f"| [`{stem}`](notebooks/{stem}.ipynb) | {', '.join(ids.get(stem, [])) or '(setup)'} |{link}")
+    text = TEMPLATE.read_text()
     if not on_github:
         rows += ["", f"This repository is not on GitHub ({colab.parts(url)[0]}), and Colab opens notebooks from "
                  "GitHub alone: there are no Open-in-Colab links. To use Colab, upload a notebook there (File > "
                  "Upload notebook) and run its first cell, which clones this repository."]
-    return TEMPLATE.read_text().replace("{{notebooks}}", "\n".join(rows))
+        for linked, uploaded in ((', or its "Open in Colab" link.', ", or upload it to Colab (below)."),
+                                 ('Click a notebook\'s "Open in Colab" link',
+                                  "Upload a notebook (File > Upload notebook)")):
+            assert linked in text, f"the students' README no longer says {linked!r}"
+            text = text.replace(linked, uploaded)
+    return text.replace("{{notebooks}}", "\n".join(rows))
 
 
 def main(argv=None) -> int:
@@ -285,7 +291,8 @@ def main(argv=None) -> int:
     count = len(list((out / "notebooks").glob("*.ipynb")))
     print(f"wrote {out}: {count} exercise notebooks, helpers, answers (stubs), "
           "tests, README.md")
-    print("push it as the students' repository: cd release && git init -b main && git add . && git commit -m Homework")
+    print("push it as the students' repository: cd release && " + ("git add . && git commit -m Homework && git push"
+          if (out / ".git").is_dir() else "git init -b main && git add . && git commit -m Homework"))
     return 0
 
 

@@ -59,12 +59,14 @@ def title(nb) -> str:
 
 
 def for_reading(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
-    """The notebook as a page shows it: no Colab cell, no marker line of an answer region, in code or prose."""
+    """The notebook as a page shows it: no Colab cell, no marker line of an answer region (in code or prose), no
+    directive of the notebook tests (`# NBVAL_CHECK_OUTPUT`)."""
     cells = [c for c in nb.cells if not (c.cell_type == "code" and c.source.startswith(colab.MARK))]
     for cell in cells:
-        if export.BEGIN in cell.source:
+        if export.BEGIN in cell.source or "# NBVAL_" in cell.source:      # markers and the tests' directives
             cell.source = "\n".join(line for line in cell.source.split("\n")
-                                    if line.strip() not in (export.BEGIN, export.END))
+                                    if line.strip() not in (export.BEGIN, export.END) and
+                                    not line.strip().startswith("# NBVAL_"))
     nb.cells = cells
     return nb
 

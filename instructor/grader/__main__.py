@@ -73,7 +73,7 @@ def grade(args) -> int:
     if grades == ROOT or ROOT in grades.parents and grades.name in ("notebooks", "instructor", "helpers", "answers"):
         raise SystemExit(f"--grades {grades} would write over the course's own files: choose another folder")
     settings = settings_from(args, read_key())
-    course = lms.lateness(submissions, args.course), lms.roster(args.course)     # a bad course file stops here
+    course = lms.lateness(submissions, args.course), lms.roster(args.course, submissions)   # a bad course file: here
     students, skipped = plan.read_class(submissions, jobs.graded_notebooks())
     if not students:
         raise SystemExit(f"{submissions} holds no student folders")
@@ -89,7 +89,7 @@ def grade(args) -> int:
             student.notebooks = {}
     regrade = chosen(students, args.student) if args.student else None
     print(f"grading {len(students)} student(s) in {submissions} ({settings.mode} settings, "
-          f"{'sandboxed' if settings.sandboxed else 'NO SANDBOX'}, {max(1, args.jobs)} at a time)", flush=True)
+          f"{'sandboxed' if settings.sandboxed else 'NO SANDBOX'}, {where_run(args.jobs)})", flush=True)
     if settings.sandboxed:
         results, ran = cluster.run_all(all_jobs, settings, grades / ".cache", workers=args.jobs, regrade=regrade)
     else:
@@ -115,6 +115,15 @@ def grade(args) -> int:
             report.write_text(grades / "submitted" / student.slug / f"{stem}.ipynb", nbformat.writes(nb))
     write_outputs(grades, by_job, settings, args.show_expected, submissions, ran, len(all_jobs), course)
     return not_graded(by_job.values())
+
+
+def where_run(jobs: int) -> str:
+    """Where and how many at once, in words."""
+    if os.environ.get("DASK_SCHEDULER"):
+        return f"on the Dask cluster at {os.environ['DASK_SCHEDULER']}, as many at once as it has workers"
+    if os.environ.get("DASK_CLUSTER", "local") != "local":
+        return f"on {jobs} {os.environ['DASK_CLUSTER']} worker(s)"
+    return f"{max(1, jobs)} at a time"
 
 
 def not_graded(results) -> int:

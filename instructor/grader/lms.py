@@ -16,6 +16,7 @@ A total the grader could not finish ("not graded") is left empty in both, and na
 import csv
 import io
 import json
+import sys
 from datetime import datetime
 from pathlib import Path
 
@@ -52,12 +53,17 @@ def lateness(submissions: Path, course_file: Path | None) -> dict:
     return found
 
 
-def roster(course_file: Path | None) -> dict:
-    """id -> the roster's row, when the course file names a roster that exists (else {}: folder names stand in)."""
-    if course_file is None:
+def roster(course_file: Path | None, submissions: Path) -> dict:
+    """id -> the roster's row, for a class that `make collect` made (else {}: folder names stand in)."""
+    if course_file is None or not (submissions / ".collected.json").is_file():
         return {}
-    path = courses.load(course_file).roster
-    return {row["id"]: row for row in collect.read_roster(path)} if path.is_file() else {}
+    course = courses.load(course_file)
+    print(f"course file {course_file}: deadline {course.deadline.isoformat()}, roster {course.roster}", flush=True)
+    if not course.roster.is_file():
+        print(f"WARNING: no roster {course.roster}: canvas.csv and moodle.csv show roster ids alone, with no names, "
+              "emails or Canvas ids; give COURSE=<the course file you collected with>", file=sys.stderr)
+        return {}
+    return {row["id"]: row for row in collect.read_roster(course.roster)}
 
 
 def csv_text(rows: list) -> str:

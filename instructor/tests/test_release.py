@@ -266,6 +266,7 @@ def test_a_release_off_github_has_no_colab_link_and_says_why(tmp_path):
     assert "is not on GitHub: the release has no Colab links" in result.stdout
     readme = (out / "README.md").read_text()
     assert "colab.research.google.com" not in readme and "Colab opens notebooks from GitHub alone" in readme
+    assert '"Open in Colab" link' not in readme and "Upload a notebook (File > Upload notebook)" in readme
     first = nbformat.read(out / "notebooks" / "01_ancestral_sampling.ipynb", as_version=4).cells[0].source
     assert "https://gitlab.com/course/homework.git" in first
 

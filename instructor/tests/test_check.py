@@ -49,7 +49,7 @@ PLANTED = [
                     "-((1 - d_fake) * slope * z).mean(), -((1 - d_fake) * slope).mean()",
                     "-(d_fake * slope * z).mean(), -(d_fake * slope).mean()"), "not the one of log(1 - D(G(z)))"),
     ("05e", "A14", ("A14_simultaneous_update", "return w + lr * grad_w", "return w - lr * grad_w"),
-     "the discriminator maximises L"),
+     "took a step down the gradient of L, as if it minimised L"),
     ("05e", "A16", ("A16_training_round", "grad_a, grad_c = non_saturating_generator_gradient(",
                     "grad_a, grad_c = generator_gradient("), "on the non-saturating loss"),
     ("05e", "A17", ("A17_non_saturating_criterion", "kl_on_grid(p_model, p_data, dx)",

@@ -3,8 +3,10 @@
 Nothing here runs student code: probes ran in the sandbox and left data (probes.py); models are loaded with
 weights_only=True into the grader's own architectures and evaluated with the reference code.
 """
+import contextlib
 import hashlib
 import math
+import sys
 import zipfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -141,11 +143,24 @@ def run_in_process(tests: list, module, seed: int, ref) -> list:
     verdicts = []
     for test in tests:
         inputs = draw_inputs(test, seed)
-        result = probes.run_test(module, {"name": test.name, "source": test.probe_source, "inputs": inputs})
+        sent = torch.load(_roundtrip(inputs), weights_only=True)     # the probe's own copy, as the sandbox's job file
+        with _as_in_the_sandbox():
+            result = probes.run_test(module, {"name": test.name, "source": test.probe_source, "inputs": sent})
         result = torch.load(_roundtrip(result), weights_only=True)   # exactly what the sandbox would hand back
         result = result if isinstance(result, dict) and plain_data(result, MAX_OUTPUT_BYTES) else None
         verdicts.append(judge(test, inputs, result, ref))
     return verdicts
+
+
+@contextlib.contextmanager
+def _as_in_the_sandbox():
+    """No Jupyter kernel loaded, as in the sandbox's probe process: an answer that looks for one sees what it would
+    see there."""
+    kernel = {name: sys.modules.pop(name) for name in list(sys.modules) if name.split(".")[0] == "ipykernel"}
+    try:
+        yield
+    finally:
+        sys.modules.update(kernel)
 
 
 def _roundtrip(result: dict):

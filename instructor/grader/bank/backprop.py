@@ -232,13 +232,17 @@ class SgdStep:
         def gradients():
             return [g for layer in linears for g in (layer.grad_weight, layer.grad_bias)]
 
-        network = SimpleNamespace(linears=linears, gradients=gradients)
+        network = SimpleNamespace(linears=list(linears), gradients=gradients)
         answers.sgd_step(network, inputs["lr"])
-        return {"after": [[linear.weight, linear.bias] for linear in linears]}
+        return {"after": [[linear.weight, linear.bias] for linear in linears],
+                "kept": isinstance(network.linears, list) and len(network.linears) == len(linears)
+                and all(a is b for a, b in zip(network.linears, linears))}
 
     @staticmethod
     def check(inputs, outputs, ref):
-        for k, (layer, got) in enumerate(zip(inputs["layers"], outputs["after"])):
+        if outputs["kept"] is not True or len(outputs["after"]) != len(inputs["layers"]):
+            return "after sgd_step the network does not hold the layers it had: update them in place, keep them all"
+        for k, (layer, got) in enumerate(zip(inputs["layers"], outputs["after"], strict=True)):
             expected = [layer["weight"] - inputs["lr"] * layer["grad_weight"],
                         layer["bias"] - inputs["lr"] * layer["grad_bias"]]
             wrong = (compare(got[0], expected[0], f"the weight of layer {k + 1} after the step", rtol=1e-9)

@@ -2,9 +2,9 @@
 the optimum and the non-saturating criterion, each against an independent formula on fresh inputs (the hand-derived
 gradients are in gan_theory_gradients.py).
 
-Answers that call another question's functions (C3d and A17 may call C3b-C3d) are run a second time with stand-ins in
-place of those functions, and pass when either run is right: a wrong answer elsewhere never costs these questions their
-points.
+Answers that call another question's functions (C3d and A17 may call C3b-C3d) run with the reference answers in place
+of those functions, applied to whatever arguments they receive: a wrong answer elsewhere never costs these questions
+their points, and a wrong call gets a wrong value.
 """
 import math
 
@@ -118,33 +118,44 @@ def _two_jsd(p, q, dx):
 
 
 def _pairs_with_values(rng, with_equal_pair=False, zeros=False) -> dict:
-    """Fresh pairs of densities, each with what C3c's D* and C3d's C(G) give for it (the stand-ins return them)."""
+    """Fresh pairs of densities, each with its C(G) = -log 4 + 2 JSD as the grader computes it."""
     pairs, dx = _grid_pairs(rng, 3, zeros=zeros)
     if with_equal_pair:
         pairs.append({"p_data": pairs[0]["p_data"], "p_model": pairs[0]["p_data"]})
     for pair in pairs:
-        pair["d_star"] = pair["p_data"] / (pair["p_data"] + pair["p_model"])
         pair["value"] = (-math.log(4) + _two_jsd(pair["p_data"], pair["p_model"], dx)).item()
     return {"pairs": pairs, "dx": dx}
 
 
-def _on_each_pair(answers, name: str, value_name: str, inputs) -> dict:
-    """`answers.name` on each pair, with C3c's `optimal_discriminator` and the function `value_name` (C3b's or
-    C3d's) replaced by stand-ins that return the pair's right values."""
-    values = []
-    for pair in inputs["pairs"]:
-        def optimal_discriminator(p, q, pair=pair):
-            return pair["d_star"] if p is pair["p_data"] else 1 - pair["d_star"]
+# The reference answers of C3b-C3d and the given `kl_on_grid`, as plain code: the stand-ins for the student's own.
+# A probe sends only those of questions tested before its own, as the sandbox runs a notebook's tests in one process.
+def reference_value_on_grid(d, p_data, p_model, dx):
+    return ((p_data * torch.log(d) + p_model * torch.log1p(-d)) * dx).sum()
 
-        def value(*args, pair=pair):
-            return torch.tensor(pair["value"], dtype=torch.float64)
 
-        stand_ins = {"optimal_discriminator": optimal_discriminator, value_name: value}
-        values.append(call_with_stand_ins(answers, name, stand_ins, pair["p_data"], pair["p_model"], inputs["dx"]))
+def reference_optimal_discriminator(p_data, p_model):
+    return p_data / (p_data + p_model)
+
+
+def reference_kl_on_grid(p, q, dx):
+    mask = p > 0
+    return ((p[mask] * (p[mask].log() - q[mask].log())) * dx).sum()
+
+
+def reference_value_at_optimal_discriminator(p_data, p_model, dx):
+    m = (p_data + p_model) / 2
+    return -math.log(4) + reference_kl_on_grid(p_data, m, dx) + reference_kl_on_grid(p_model, m, dx)
+
+
+def _on_each_pair(answers, name: str, stand_ins: dict, inputs) -> dict:
+    """`answers.name` on each pair of densities, with `stand_ins` in place of the functions it may call."""
+    values = [call_with_stand_ins(answers, name, stand_ins, pair["p_data"], pair["p_model"], inputs["dx"])
+              for pair in inputs["pairs"]]
     return {"values": [float(v) for v in values]}
 
 
-@hidden_test("C3d", points=1, shared=(call_with_stand_ins, _on_each_pair))
+@hidden_test("C3d", points=1, shared=(call_with_stand_ins, _on_each_pair, reference_value_on_grid,
+                                       reference_optimal_discriminator, reference_kl_on_grid))
 class ValueAtOptimalDiscriminator:
     """`value_at_optimal_discriminator` on fresh pairs of densities (and p_G = p_data), against the grader's own
     route"""
@@ -155,7 +166,9 @@ class ValueAtOptimalDiscriminator:
 
     @staticmethod
     def probe(answers, inputs):
-        return _on_each_pair(answers, "value_at_optimal_discriminator", "value_on_grid", inputs)
+        stand_ins = {"value_on_grid": reference_value_on_grid, "kl_on_grid": reference_kl_on_grid,
+                     "optimal_discriminator": reference_optimal_discriminator}
+        return _on_each_pair(answers, "value_at_optimal_discriminator", stand_ins, inputs)
 
     @staticmethod
     def check(inputs, outputs, ref):
@@ -163,7 +176,9 @@ class ValueAtOptimalDiscriminator:
         return compare(outputs["values"], expected, "C(G) for four pairs of densities", rtol=1e-6)
 
 
-@hidden_test("A17", points=2, shared=(call_with_stand_ins, _on_each_pair))
+@hidden_test("A17", points=2, shared=(call_with_stand_ins, _on_each_pair, reference_value_on_grid,
+                                       reference_optimal_discriminator, reference_kl_on_grid,
+                                       reference_value_at_optimal_discriminator))
 class NonSaturatingCriterion:
     """`non_saturating_criterion` on fresh pairs of densities (one with p_G = 0 on part of the grid), against the
     grader's own route"""
@@ -174,7 +189,10 @@ class NonSaturatingCriterion:
 
     @staticmethod
     def probe(answers, inputs):
-        return _on_each_pair(answers, "non_saturating_criterion", "value_at_optimal_discriminator", inputs)
+        stand_ins = {"value_on_grid": reference_value_on_grid, "kl_on_grid": reference_kl_on_grid,
+                     "optimal_discriminator": reference_optimal_discriminator,
+                     "value_at_optimal_discriminator": reference_value_at_optimal_discriminator}
+        return _on_each_pair(answers, "non_saturating_criterion", stand_ins, inputs)
 
     @staticmethod
     def check(inputs, outputs, ref):

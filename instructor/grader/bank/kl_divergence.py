@@ -166,7 +166,9 @@ class SegmentDivergences:
         expected_kl, expected_js = [0.0, math.inf, math.inf], [0.0, math.log(2), math.log(2)]
         for name, got, expected in (("kl_segments", outputs["kl"], expected_kl),
                                     ("js_segments", outputs["js"], expected_js)):
-            for (a, b), g, e in zip(inputs["pairs"], got, expected):
+            if not isinstance(got, list) or len(got) != len(inputs["pairs"]):
+                return f"{name} was not called once for each of the {len(inputs['pairs'])} pairs of segments"
+            for (a, b), g, e in zip(inputs["pairs"], got, expected, strict=True):
                 if not (g == e or (math.isfinite(e) and abs(g - e) < 1e-9)):
                     return f"{name}({a:.4g}, {b:.4g}) is {g:.6g}, which is wrong"
         return None

@@ -60,6 +60,16 @@ def course(tmp_path):
     return repo
 
 
+def in_colab(monkeypatch, run, course, clone) -> str:
+    """This process as Colab (its module loaded, `run` in place of subprocess.run, a fresh path, in the clone's
+    parent); returns the cell's source for the course repository."""
+    monkeypatch.setattr(subprocess, "run", run)
+    monkeypatch.setitem(sys.modules, "google.colab", types.ModuleType("google.colab"))
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    monkeypatch.chdir(clone.parent.parent)
+    return colab.colab_cell_source(f"file://{course}", clone=str(clone))
+
+
 def test_in_colab_it_clones_once_retries_a_failed_install_and_survives_a_restart(course, tmp_path, monkeypatch):
     """Run the cell as a student would: the first install fails (no network), the second run retries it alone, and
     after "Restart runtime" the cell runs nothing but still makes the clone the working directory and importable;
@@ -81,11 +91,7 @@ def test_in_colab_it_clones_once_retries_a_failed_install_and_survives_a_restart
     monkeypatch.setattr(importlib.util, "find_spec",
                         lambda name, *a: (real_find_spec(name, *a) if installed else None) if name == "mlxtend"
                         else real_find_spec(name, *a))
-    monkeypatch.setattr(subprocess, "run", run)
-    monkeypatch.setitem(sys.modules, "google.colab", types.ModuleType("google.colab"))
-    monkeypatch.setattr(sys, "path", list(sys.path))
-    monkeypatch.chdir(tmp_path)
-    source = colab.colab_cell_source(f"file://{course}", clone=str(clone))
+    source = in_colab(monkeypatch, run, course, clone)
     with pytest.raises(subprocess.CalledProcessError):
         exec(source, {})
     assert (clone / "colabmark").is_dir() and len(clones) == 1 and len(installs) == 1
@@ -116,11 +122,7 @@ def test_in_colab_a_failed_clone_is_tried_again(course, tmp_path, monkeypatch):
             raise subprocess.CalledProcessError(128, command)
         return real_run(command, **kwargs)
 
-    monkeypatch.setattr(subprocess, "run", run)
-    monkeypatch.setitem(sys.modules, "google.colab", types.ModuleType("google.colab"))
-    monkeypatch.setattr(sys, "path", list(sys.path))
-    monkeypatch.chdir(tmp_path)
-    source = colab.colab_cell_source(f"file://{course}", clone=str(clone))
+    source = in_colab(monkeypatch, run, course, clone)
     with pytest.raises(subprocess.CalledProcessError):
         exec(source, {})
     exec(source, {})

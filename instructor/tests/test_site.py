@@ -74,7 +74,7 @@ def page_text(page: str) -> str:
 
 
 def test_the_students_site_holds_the_exercises_alone_without_markers_or_answers(student_site):
-    from instructor.tests.test_release import leak_fragments, leaks, normal
+    from instructor.tests.leaks import leak_fragments, leaks, normal
 
     pages = sorted(p.name for p in student_site.glob("*.html"))
     assert pages == sorted(["index.html", *(f"{stem}.html" for stem in STEMS)])

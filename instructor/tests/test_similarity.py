@@ -3,6 +3,7 @@ import csv
 import os
 import re
 import subprocess
+import textwrap
 from pathlib import Path
 
 import nbformat
@@ -16,21 +17,18 @@ ROOT = Path(__file__).resolve().parents[2]
 NOTEBOOK = "01_ancestral_sampling"
 
 # bob's is ada's with every name changed; cyd wrote hers another way
-ADA_SAMPLE = """\
-from graphlib import TopologicalSorter
 
-order = TopologicalSorter({name: node.parents for name, node in network.items()}).static_order()
-values = {}
-for name in order:
-    node = network[name]
-    parents = tuple(values[p] for p in node.parents)
-    if node.function is not None:
-        values[name] = node.function(*parents)
-        continue
-    probs = node.table[parents] if parents else node.table.expand(n, -1)
-    u = torch.rand(n, 1, generator=rng, dtype=probs.dtype)
-    values[name] = (u > probs.cumsum(-1)).sum(-1).clamp_max(probs.shape[-1] - 1)
-return values"""
+
+def solution_region(grade_id: str) -> str:
+    """The code between the markers of a solution cell, without its indentation: the answer as the solution has it."""
+    cell = next(c for c in nbformat.read(ROOT / "notebooks" / f"{NOTEBOOK}.ipynb", as_version=4).cells
+                if export.grading(c).get("grade_id") == grade_id)
+    lines = cell.source.split("\n")
+    first, last = export.regions(cell.source)[0]
+    return textwrap.dedent("\n".join(lines[first + 1:last]))
+
+
+ADA_SAMPLE = solution_region("A1_ancestral_sample")
 RENAMES = {"order": "visit", "values": "drawn", "name": "key", "node": "nd", "parents": "pa", "probs": "table",
            "u": "uniform", "p": "q"}
 BOB_SAMPLE = ADA_SAMPLE

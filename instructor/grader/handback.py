@@ -17,6 +17,7 @@ import nbformat
 from nbconvert import HTMLExporter
 
 from answers import export
+from instructor.site import for_reading
 
 from . import pages
 from .files import umask, write_text
@@ -100,7 +101,7 @@ def render_page(source: Path, lines: dict, target: Path) -> None:
     stamp = target.with_name(f".{target.stem}.sha256")
     if target.exists() and stamp.exists() and stamp.read_text() == digest:
         return
-    nb = annotated(nbformat.read(source, as_version=4), lines)
+    nb = annotated(for_reading(nbformat.read(source, as_version=4)), lines)     # as the course's own pages show it
     body, _ = exporter().from_notebook_node(nb, resources={"metadata": {"name": source.stem}})
     write_text(target, body.replace(f'<script src="{MATHJAX}">', FALLBACK, 1))
     write_text(stamp, digest)

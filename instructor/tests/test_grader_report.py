@@ -185,7 +185,7 @@ def test_a_hand_back_page_renders_markdown_and_math_and_runs_nothing(graded):
 
     grades, _ = graded
     nb = nbformat.v4.new_notebook(cells=[
-        nbformat.v4.new_markdown_cell("# A3\n\nThe **KL** is $\\\\log \\\\sigma$.\n\n"
+        nbformat.v4.new_markdown_cell("# A3\n\n### BEGIN SOLUTION\nThe **KL** is $\\\\log \\\\sigma$.\n\n"
                                       "| a | b |\n|---|---|\n| 1 | 2 |\n\n"
                                       "<script>alert('x')</script> [l](javascript:alert(1)) "
                                       "<img src=x onerror=alert(2)>"),
@@ -203,3 +203,4 @@ def test_a_hand_back_page_renders_markdown_and_math_and_runs_nothing(graded):
 
     assert "<script>alert" not in body and 'href="javascript' not in body and not re.search(r"<img[^>]*onerror", body)
     assert "<strong>0 / 3</strong>" in body                                 # the feedback box, rendered too
+    assert "SOLUTION" not in body                                          # a written answer's markers are not shown

@@ -110,7 +110,10 @@ def read_times(path: Path, tz) -> dict:
             except (KeyError, AttributeError, ValueError):
                 raise SystemExit(f"error: {path}, line {line}: no ISO 8601 time in column `submitted` (columns id,"
                                  "submitted; e.g. 2026-03-14T01:10:00+01:00)") from None
-            times[(row.get("id") or "").strip()] = time if time.utcoffset() is not None else time.replace(tzinfo=tz)
+            key = (row.get("id") or "").strip()
+            if key in times:
+                raise SystemExit(f"error: {path}, line {line}: a second time for {key!r}: keep one row per student")
+            times[key] = time if time.utcoffset() is not None else time.replace(tzinfo=tz)
     return times
 
 
@@ -195,6 +198,9 @@ def collect(kind: str, source: Path, course: courses.Course, out: Path, force: b
         known = read_times(times, tz)
         for rid, handin in matched.items():
             time = known.get(rid) or known.get(handin.key)
+            if rid in known and handin.key in known and rid != handin.key and known[rid] != known[handin.key]:
+                raise SystemExit(f"error: {times}: two times for one student, under {rid!r} and {handin.key!r}: "
+                                 "keep one row per student")
             if time and handin.files:
                 handin.times = [time]
     out.parent.mkdir(parents=True, exist_ok=True)

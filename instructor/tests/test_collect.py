@@ -63,6 +63,19 @@ def test_exported_hand_in_times_replace_the_zips(tmp_path):
         "2026-03-14T00:20:00+01:00", "2026-03-13T22:00:00+01:00", None]
 
 
+@pytest.mark.parametrize("rows, said", [
+    ("s001,2026-03-14T00:20:00+01:00\ns001,2026-03-13T20:00:00+01:00\n", "a second time for 's001'"),
+    ("s002,2026-03-14T00:20:00+01:00\n1002,2026-03-13T22:00:00\n",
+     "two times for one student, under 's002' and '1002'")])
+def test_two_hand_in_times_for_one_student_are_refused(tmp_path, rows, said):
+    times = tmp_path / "times.csv"
+    times.write_text("id,submitted\n" + rows)
+    with pytest.raises(SystemExit, match=said):
+        collect.collect("canvas", canvas_zip(tmp_path), course.load(course_file(tmp_path)), tmp_path / "out",
+                        times=times)
+    assert not (tmp_path / "out").exists()
+
+
 def test_a_moodle_download_is_matched_by_name_in_both_of_its_layouts(tmp_path, capsys):
     download = make_zip(tmp_path / "moodle.zip", [
         ("Ada Lovelace_2001_assignsubmission_file_/01_ancestral_sampling.ipynb", notebook("01_ancestral_sampling"),

@@ -1,6 +1,6 @@
 """Handing back: for each student, grades/handback/<student>/ holds each notebook they handed in as an HTML page with,
 after each question's last cell, the points and what the grader and the TAs said, and an index.html with the whole
-feedback; grades/handback/<student>.zip holds the same folder, ready to upload to an LMS or push to the student.
+feedback; grades/handback-zips/<student>.zip holds the same folder, ready to upload to an LMS or push to the student.
 
 The pages are nbconvert's (HTMLExporter, lab template) with `sanitize_html`: the student's own Markdown and outputs are
 shown, their scripts never run. The notebook is the one the student handed in (grades/submitted/, a validated copy
@@ -9,6 +9,7 @@ its notebook or its feedback changed (`make gradebook` after the TAs' points re-
 """
 import hashlib
 import json
+import tempfile
 import zipfile
 from functools import cache
 from pathlib import Path
@@ -32,7 +33,8 @@ FALLBACK = (f'<script src="{MATHJAX}" onerror="var s = document.createElement(\'
 def exporter() -> HTMLExporter:
     """nbconvert's lab pages, sanitised with our cleaner; the math typeset by grades/mathjax, or, in a page opened
     from its zip, by MathJax's public copy."""
-    html = HTMLExporter(template_name="lab", embed_images=True, sanitize_html=True,
+    # embed_images would read the files a student's Markdown names (the key, the class's grades) into the page
+    html = HTMLExporter(template_name="lab", embed_images=False, sanitize_html=True,
                         filters={"clean_html": pages.clean_rendered})
     html.mathjax_url = MATHJAX
     return html
@@ -73,10 +75,17 @@ def bounded(cell) -> None:
         cell.outputs = [nbformat.v4.new_output("stream", text="[outputs over 2 MB: not shown]\n")]
 
 
+WIDGET = "application/vnd.jupyter.widget-view+json"
+
+
 def annotated(nb: nbformat.NotebookNode, lines: dict) -> nbformat.NotebookNode:
     """The notebook with each question's feedback after the last cell that answers it (the rest at the end)."""
+    nb.metadata.pop("widgets", None)       # a widget state renders as live HTML, and its loader fetches code
     for cell in nb.cells:
         bounded(cell)
+        for output in cell.get("outputs", []):
+            if isinstance(output.get("data"), dict):
+                output["data"].pop(WIDGET, None)
     last = {}
     for index, cell in enumerate(nb.cells):
         grade_id = export.grading(cell).get("grade_id")
@@ -102,7 +111,8 @@ def render_page(source: Path, lines: dict, target: Path) -> None:
     if target.exists() and stamp.exists() and stamp.read_text() == digest:
         return
     nb = annotated(for_reading(nbformat.read(source, as_version=4)), lines)     # as the course's own pages show it
-    body, _ = exporter().from_notebook_node(nb, resources={"metadata": {"name": source.stem}})
+    with tempfile.TemporaryDirectory() as nowhere:  # relative paths in the page resolve to an empty folder
+        body, _ = exporter().from_notebook_node(nb, resources={"metadata": {"name": source.stem, "path": nowhere}})
     write_text(target, body.replace(f'<script src="{MATHJAX}">', FALLBACK, 1))
     write_text(stamp, digest)
 
@@ -122,7 +132,8 @@ def write_handback(grades: Path, student: str, slug: str, results: list, manual:
     write_text(folder / "index.html", pages.templates().get_template("handback_index.html.j2").render(
         student=student, notebooks=stems, heading=pages.Markup(pages.safe_markdown(head)),
         details=pages.Markup(pages.safe_markdown("## " + rest if rest else ""))))
-    archive = grades / "handback" / f"{slug}.zip"
+    archive = grades / "handback-zips" / f"{slug}.zip"         # beside the folders, never among them
+    archive.parent.mkdir(parents=True, exist_ok=True)
     tmp = archive.with_name(f".{archive.name}.tmp")
     with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as bundle:
         for path in sorted(folder.iterdir()):

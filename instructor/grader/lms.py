@@ -68,7 +68,7 @@ def roster(course_file: Path | None, submissions: Path) -> dict:
 
 def csv_text(rows: list) -> str:
     buffer = io.StringIO()
-    csv.writer(buffer).writerows(rows)
+    csv.writer(buffer, quoting=csv.QUOTE_ALL).writerows(rows)      # in a `;` locale too, every field stays one field
     return buffer.getvalue()
 
 

@@ -32,12 +32,13 @@ class Student:
 
 
 def slug_for(name: str, taken: set) -> str:
+    """A file name for the student, unique even where file names ignore case (macOS, Windows)."""
     base = SLUG.sub("_", name)[:60].strip("._") or "student"
     slug, n = base, 1
-    while slug in taken:
+    while slug.lower() in taken:
         n += 1
         slug = f"{base}-{n}"
-    taken.add(slug)
+    taken.add(slug.lower())
     return slug
 
 

@@ -25,12 +25,13 @@ NOT_GRADED = "not graded"    # a notebook the grader failed on: no points yet, i
 
 def cell(text: str) -> str:
     """A spreadsheet cell that stays text: a leading quote disarms what a spreadsheet would run as a formula (a
-    student's folder named `=HYPERLINK(...)`, say); read_sheet takes it off again."""
-    return f"'{text}" if str(text).startswith(FORMULA) else str(text)
+    student's folder named `=HYPERLINK(...)`, say), and marks a text that starts with a quote itself, so that
+    read_sheet takes off exactly what was added (`=x` and `'=x` stay two names)."""
+    return f"'{text}" if str(text).startswith((*FORMULA, "'")) else str(text)
 
 
 def uncell(text: str) -> str:
-    return text[1:] if text.startswith("'") and text[1:].startswith(FORMULA) else text
+    return text[1:] if text.startswith("'") and text[1:].startswith((*FORMULA, "'")) else text
 
 
 def columns() -> list:
@@ -74,7 +75,7 @@ def handed_in(results: dict) -> set:
 def sheet_text(results: dict, parts: dict, previous: dict) -> str:
     """The TAs' sheet: one row per student and manual part of a notebook they handed in, earlier entries kept."""
     buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, SHEET_FIELDS)
+    writer = csv.DictWriter(buffer, SHEET_FIELDS, quoting=csv.QUOTE_ALL)     # a `;` is no separator either
     writer.writeheader()
     present = handed_in(results)
     for student in sorted({r["student"] for r in results.values()}):
@@ -129,7 +130,7 @@ def shown(points) -> str:
 def gradebook_text(book: dict, maxima: dict) -> str:
     names = [name for _, _, name in columns()]
     buffer = io.StringIO()
-    writer = csv.writer(buffer)
+    writer = csv.writer(buffer, quoting=csv.QUOTE_ALL)
     writer.writerow(["student", *names, "TA parts to grade", "before late", "late deduction", "total"])
     writer.writerow([MAXIMUM, *(f"{maxima.get(n, 0):g}" for n in names), "", f"{sum(maxima.values()):g}", "",
                      f"{sum(maxima.values()):g}"])

@@ -59,7 +59,7 @@ def test_from_a_canvas_zip_to_the_lms_files_and_a_page_per_student(tmp_path):
     assert "handed in 1 day 2 hours late: 20% deducted (10% per started day, at most 50%)" in page
     assert "handed in on time" in (grades / "handback" / "s001" / "index.html").read_text()
     assert (grades / "handback" / "s002" / f"{NOTEBOOK}.html").is_file()
-    assert (grades / "handback" / "s002.zip").is_file()
+    assert (grades / "handback-zips" / "s002.zip").is_file()
     assert "nothing handed in" in (grades / "feedback" / "s004.md").read_text()
 
 

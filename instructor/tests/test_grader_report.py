@@ -164,7 +164,7 @@ def test_each_student_gets_their_own_notebook_back_with_points_and_comments_at_e
     assert "GaussianKL on fresh inputs: <strong>0 / 3</strong> - KL: wrong for 200 of 200 fresh inputs" in page
     assert "<strong>1 / 2</strong> - the second term" in page
     assert "<script>alert('x')</script>" not in page and "mine" in page
-    with zipfile.ZipFile(grades / "handback" / "bo.zip") as bundle:
+    with zipfile.ZipFile(grades / "handback-zips" / "bo.zip") as bundle:
         assert sorted(bundle.namelist()) == ["bo/03_kl_divergence.html", "bo/index.html"]
     assert "Feedback for bo" in (grades / "handback" / "bo" / "index.html").read_text()
     assert not (grades / "handback" / "ada" / "03_kl_divergence.html").exists()     # ada handed nothing in here
@@ -204,3 +204,47 @@ def test_a_hand_back_page_renders_markdown_and_math_and_runs_nothing(graded):
     assert "<script>alert" not in body and 'href="javascript' not in body and not re.search(r"<img[^>]*onerror", body)
     assert "<strong>0 / 3</strong>" in body                                 # the feedback box, rendered too
     assert "SOLUTION" not in body                                          # a written answer's markers are not shown
+
+
+def test_a_hand_back_page_reads_no_file_a_students_markdown_names_and_loads_no_widget(graded, monkeypatch):
+    import nbformat
+
+    grades, _ = graded
+    secret = grades / "gradebook.csv"                   # the class's grades, beside the pages
+    monkeypatch.chdir(grades)
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell(
+        f"![k](gradebook.csv)\n\n<img src=\"{secret}\">\n\n![m](manual-points.csv)"), nbformat.v4.new_code_cell("1")])
+    nb.metadata["widgets"] = {"application/vnd.jupyter.widget-state+json": {"state": {"m": {
+        "model_name": "HTMLModel", "model_module": "@jupyter-widgets/controls",
+        "state": {"value": "<img src=x onerror=alert(1)>"}}}, "version_major": 2, "version_minor": 0}}
+    nb.cells[1].outputs = [nbformat.v4.new_output("display_data", data={
+        "application/vnd.jupyter.widget-view+json": {"model_id": "m", "version_major": 2, "version_minor": 0},
+        "text/plain": "HTML(value='...')"})]
+    (grades / "submitted" / "bo").mkdir(parents=True)
+    nbformat.write(nb, grades / "submitted" / "bo" / "03_kl_divergence.ipynb")
+    assert cli.main(["gradebook", "--grades", str(grades)]) == 0
+    page = (grades / "handback" / "bo" / "03_kl_divergence.html").read_text()
+    import base64
+
+    encoded = base64.b64encode(secret.read_bytes()[:30]).decode()[:24]
+    assert encoded not in page and "widget-state" not in page and "html-manager" not in page
+
+
+def test_students_whose_names_would_share_a_file_keep_their_own(tmp_path):
+    from instructor.grader import plan
+
+    taken = set()
+    assert [plan.slug_for(n, taken) for n in ("Alice", "alice", "x", "x.zip")] == ["Alice", "alice-2", "x", "x.zip"]
+    results = {name: {**result(name, {}), "slug": slug} for name, slug in (("x", "x"), ("x.zip", "x.zip"))}
+    for name in results:
+        (tmp_path / "submitted" / results[name]["slug"]).mkdir(parents=True)
+    report.write_reports(tmp_path, results, jobs.manual_parts(), False, {"results": results})
+    assert (tmp_path / "handback-zips" / "x.zip").is_file() and (tmp_path / "handback-zips" / "x.zip.zip").is_file()
+
+
+def test_names_that_start_with_a_quote_or_hold_a_separator_stay_their_own_cells():
+    assert report.uncell(report.cell("'=dup")) == "'=dup" and report.uncell(report.cell("=dup")) == "=dup"
+    assert report.cell("'=dup") != report.cell("=dup")
+    text = report.gradebook_text({"x;=1+1;": {"TA parts to grade": 0, "before late": 1.0, "late deduction": 0.0,
+                                             "total": 1.0, "problems": []}}, {})
+    assert '"x;=1+1;"' in text

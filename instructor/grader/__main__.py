@@ -59,10 +59,9 @@ def settings_from(args, key: dict) -> Settings:
     if not sandboxed and args.jobs > 1:
         print("WARNING: without the sandbox, notebooks are graded one at a time (-j 1).", file=sys.stderr)
         args.jobs = 1
-    workers = max(1, args.jobs)
     return Settings(mode="full" if getattr(args, "full", False) else "quick", cell_timeout=args.cell_timeout,
                     notebook_timeout=args.timeout, sandboxed=sandboxed, key_version=key_version(), key=key,
-                    threads=max(1, (os.cpu_count() or 1) // workers))
+                    threads=1)      # one thread per job: a model's figures never depend on the cores or on -j
 
 
 def grade(args) -> int:

@@ -72,7 +72,7 @@ def grade(args) -> int:
     if grades == ROOT or ROOT in grades.parents and grades.name in ("notebooks", "instructor", "helpers", "answers"):
         raise SystemExit(f"--grades {grades} would write over the course's own files: choose another folder")
     settings = settings_from(args, read_key())
-    course = lms.lateness(submissions, args.course), lms.roster(args.course, submissions)   # a bad course file: here
+    late, roster = lms.lateness(submissions, args.course), lms.roster(args.course, submissions)  # a bad file: here
     students, skipped = plan.read_class(submissions, jobs.graded_notebooks())
     if not students:
         raise SystemExit(f"{submissions} holds no student folders")
@@ -112,7 +112,7 @@ def grade(args) -> int:
     for student in students:                             # the hand-back pages show the notebooks as handed in
         for stem, nb in student.notebooks.items():
             report.write_text(grades / "submitted" / student.slug / f"{stem}.ipynb", nbformat.writes(nb))
-    write_outputs(grades, by_job, settings, args.show_expected, submissions, ran, len(all_jobs), course)
+    write_outputs(grades, by_job, settings, args.show_expected, submissions, ran, len(all_jobs), late, roster)
     return not_graded(by_job.values())
 
 
@@ -153,7 +153,7 @@ def chosen(students: list, names: list) -> set:
 
 
 def write_outputs(grades: Path, by_job: dict, settings: Settings, show_expected: bool, submissions, ran: int,
-                  total: int, course: tuple = ({}, {})) -> None:
+                  total: int, late: dict | None = None, roster: dict | None = None) -> None:
     """The executed copies, then every report: the last files written, once every job has ended."""
     executed = grades / "executed"
     if executed.exists():
@@ -163,12 +163,11 @@ def write_outputs(grades: Path, by_job: dict, settings: Settings, show_expected:
             report.write_text(executed / slug / f"{stem}.ipynb", json.dumps(result["executed"], indent=1))
     results = {f"{slug}/{stem}": {k: v for k, v in r.items() if k != "executed"} for (slug, stem), r in by_job.items()}
     details = {"when": datetime.datetime.now().astimezone().isoformat(timespec="seconds"), "mode": settings.mode,
-               "late": course[0], "roster": course[1],
+               "late": late or {}, "roster": roster or {},
                "sandboxed": settings.sandboxed, "submissions": str(submissions), "key_version": settings.key_version,
                "jobs": total, "ran": ran, "results": results}
     book = report.write_reports(grades, results, jobs.manual_parts(), show_expected, details)
-    for problem in (p for row in book.values() for p in row["problems"]):
-        print(f"manual-points.csv: {problem}", file=sys.stderr)
+    say_sheet_problems(book)
     pending = sum(1 for row in book.values() if row["TA parts to grade"])
     if pending:
         print(f"{pending} student(s) have TA parts still to grade (column `TA parts to grade`): their totals, in the "
@@ -178,6 +177,14 @@ def write_outputs(grades: Path, by_job: dict, settings: Settings, show_expected:
           f"({ran} of {total} notebook(s) graded now, the rest from the cache)")
 
 
+def say_sheet_problems(book: dict) -> list:
+    """Name each value of the TAs' sheet that was left out (not a number, or out of range); returns them."""
+    problems = [p for row in book.values() for p in row["problems"]]
+    for problem in problems:
+        print(f"manual-points.csv: {problem}", file=sys.stderr)
+    return problems
+
+
 def gradebook(args) -> int:
     grades = args.grades.resolve()
     try:
@@ -185,9 +192,7 @@ def gradebook(args) -> int:
     except (OSError, json.JSONDecodeError):
         raise SystemExit(f"{grades / 'details.json'} is missing: run `make grade` first") from None
     book = report.write_reports(grades, details["results"], jobs.manual_parts(), args.show_expected, details)
-    problems = [p for row in book.values() for p in row["problems"]]
-    for problem in problems:
-        print(f"manual-points.csv: {problem}", file=sys.stderr)
+    problems = say_sheet_problems(book)
     print(f"wrote {grades / 'gradebook.csv'} from the last grading and {grades / 'manual-points.csv'}"
           + (f"; the {len(problems)} value(s) named above were left out: correct them and run `make gradebook` "
              "again" if problems else ""))

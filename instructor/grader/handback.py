@@ -48,7 +48,7 @@ def box(question: str, lines: list) -> nbformat.NotebookNode:
     return cell
 
 
-def feedback_lines(notebook: str, verdicts: list, manual: list) -> dict:
+def feedback_lines(verdicts: list, manual: list) -> dict:
     """question -> the lines of its feedback: each hidden or model test, each TA part."""
     lines = {}
     for v in verdicts:
@@ -104,9 +104,19 @@ def annotated(nb: nbformat.NotebookNode, lines: dict) -> nbformat.NotebookNode:
     return nb
 
 
+@cache
+def renderer() -> bytes:
+    """What decides how a page is drawn (this code, the pages' cleaner, the nbconvert in use): a page drawn by an
+    older grader is drawn again, never kept."""
+    import nbconvert
+
+    return hashlib.sha256(Path(__file__).read_bytes() + Path(pages.__file__).read_bytes() +
+                          nbconvert.__version__.encode()).digest()
+
+
 def render_page(source: Path, lines: dict, target: Path) -> None:
     """Write target (an HTML page) unless it is up to date with its notebook and its feedback."""
-    digest = hashlib.sha256(source.read_bytes() + json.dumps(lines, sort_keys=True).encode()).hexdigest()
+    digest = hashlib.sha256(renderer() + source.read_bytes() + json.dumps(lines, sort_keys=True).encode()).hexdigest()
     stamp = target.with_name(f".{target.stem}.sha256")
     if target.exists() and stamp.exists() and stamp.read_text() == digest:
         return
@@ -124,9 +134,8 @@ def write_handback(grades: Path, student: str, slug: str, results: list, manual:
     for result in sorted(results, key=lambda r: r["notebook"]):
         source = grades / "submitted" / slug / f"{result['notebook']}.ipynb"
         if source.is_file():
-            render_page(source, feedback_lines(result["notebook"], result["verdicts"], manual.get(result["notebook"],
-                                                                                                  [])),
-                        folder / f"{result['notebook']}.html")
+            lines = feedback_lines(result["verdicts"], manual.get(result["notebook"], []))
+            render_page(source, lines, folder / f"{result['notebook']}.html")
             stems.append(result["notebook"])
     head, _, rest = feedback.partition("\n## ")            # the title and the hand-in, then each notebook
     write_text(folder / "index.html", pages.templates().get_template("handback_index.html.j2").render(

@@ -54,7 +54,7 @@ def imported(stem: str) -> set:
 
 def jobs_for(student: plan.Student) -> list:
     """The student's jobs: every handed-in notebook rebuilt on the release, with its own exported answers and the
-    reference answers of every other notebook, so that a notebook scores the same whether the ones it builds on (04 on
+    reference answers of the notebooks it imports, so that it scores the same whether the ones it builds on (04 on
     02 and 03) are handed in, right, wrong or broken."""
     rebuilt = {stem: rebuild.rebuild(released(stem), nb) for stem, nb in student.notebooks.items()}
     own = exported_answers({stem: r.notebook for stem, r in rebuilt.items()})

@@ -45,9 +45,8 @@ def lateness(submissions: Path, course_file: Path | None) -> dict:
     found = {}
     for student, entry in students.items():
         submitted = entry.get("submitted")
-        late = courses.late(course, datetime.fromisoformat(submitted) if submitted else None)
-        if submitted is None:
-            late = courses.Lateness(None, 0, 0.0, False, "nothing handed in")
+        late = (courses.late(course, datetime.fromisoformat(submitted)) if submitted
+                else courses.Lateness(None, 0, 0.0, False, "nothing handed in"))
         found[student] = {"deducted": late.deducted, "sentence": late.sentence,
                            "problems": [str(p) for p in entry.get("problems", [])]}
     return found

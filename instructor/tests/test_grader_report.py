@@ -248,3 +248,19 @@ def test_names_that_start_with_a_quote_or_hold_a_separator_stay_their_own_cells(
     text = report.gradebook_text({"x;=1+1;": {"TA parts to grade": 0, "before late": 1.0, "late deduction": 0.0,
                                              "total": 1.0, "problems": []}}, {})
     assert '"x;=1+1;"' in text
+
+
+def test_a_page_drawn_by_another_grader_is_drawn_again(tmp_path, monkeypatch):
+    import nbformat
+
+    from instructor.grader import handback
+
+    source, target = tmp_path / "03_kl_divergence.ipynb", tmp_path / "page.html"
+    nbformat.write(nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell("# A3")]), source)
+    handback.render_page(source, {"A3": ["x"]}, target)
+    target.write_text("drawn by an older grader")
+    handback.render_page(source, {"A3": ["x"]}, target)
+    assert target.read_text() == "drawn by an older grader"           # the same grader keeps what it drew
+    monkeypatch.setattr(handback, "renderer", lambda: b"another grader")
+    handback.render_page(source, {"A3": ["x"]}, target)
+    assert "Feedback on question A3" in target.read_text()

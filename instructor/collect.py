@@ -12,6 +12,7 @@ OUT/.collected.json, read by the grader:
 
     {"collected": "2026-03-14T09:00:00+01:00",            # when this ran, ISO 8601 in the deadline's offset
      "source": "canvas",                                  # "canvas", "moodle" or "github"
+     "course": "/home/me/hw1/course.toml",                # the course file collected with: make grade's default
      "students": {"<roster id>": {"name": "<the roster's name>",
                                   "submitted": "2026-03-14T01:10:00+01:00",   # or null: nothing handed in
                                   "files": ["01_ancestral_sampling.ipynb"],   # as written in OUT/<roster id>/
@@ -206,7 +207,7 @@ def collect(kind: str, source: Path, course: courses.Course, out: Path, force: b
     out.parent.mkdir(parents=True, exist_ok=True)
     built = Path(tempfile.mkdtemp(prefix=f".{out.name}.collecting-", dir=out.parent))
     try:
-        result = build(built, kind, roster, matched, unmatched, tz)
+        result = {**build(built, kind, roster, matched, unmatched, tz), "course": str(course.path.absolute())}
         write(built / ".collected.json", (json.dumps(result, indent=1, ensure_ascii=False) + "\n").encode())
         place(built, out)
     finally:

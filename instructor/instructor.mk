@@ -8,6 +8,8 @@ GRADE_ARGS  ?=
 COURSE      ?= course.toml
 FROM        ?=
 COLLECT_ARGS ?=
+# COURSE= typed for make grade; without it, the grader takes the course file the class was collected with
+GIVEN_COURSE = $(filter command line environment,$(origin COURSE))
 SIMILARITY_ARGS ?=
 # FROM=canvas:<zip>: the kind before the first colon, the file after it (a path may hold colons of its own)
 FROM_KIND   := $(firstword $(subst :, ,$(FROM)))
@@ -93,7 +95,7 @@ collect: $(INSTRUCTOR) ## FROM=canvas:<zip>|moodle:<zip>|github:<roster.csv> int
 
 grade: $(INSTRUCTOR) sandbox-check ## grade SUBMISSIONS=<dir> (a folder per student) into grades/; -j 2: two at once; STUDENT=<name>: regrade one
 	$(BIN)/python -m instructor.grader grade $(SUBMISSIONS) --grades $(GRADES) --jobs $(JOBS) \
-	  $(if $(wildcard $(COURSE)),--course $(COURSE)) $(if $(STUDENT),--student "$(STUDENT)") $(GRADE_ARGS)
+	  $(if $(GIVEN_COURSE),--course $(COURSE)) $(if $(STUDENT),--student "$(STUDENT)") $(GRADE_ARGS)
 
 gradebook: $(INSTRUCTOR) ## merge the TAs' points (grades/manual-points.csv) into grades/gradebook.csv, running nothing
 	$(BIN)/python -m instructor.grader gradebook --grades $(GRADES)

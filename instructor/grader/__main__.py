@@ -72,7 +72,8 @@ def grade(args) -> int:
     if grades == ROOT or ROOT in grades.parents and grades.name in ("notebooks", "instructor", "helpers", "answers"):
         raise SystemExit(f"--grades {grades} would write over the course's own files: choose another folder")
     settings = settings_from(args, read_key())
-    late, roster = lms.lateness(submissions, args.course), lms.roster(args.course, submissions)  # a bad file: here
+    course = lms.course_of(submissions, args.course)
+    late, roster = lms.lateness(submissions, course), lms.roster(course, submissions)   # a bad file stops here
     students, skipped = plan.read_class(submissions, jobs.graded_notebooks())
     if not students:
         raise SystemExit(f"{submissions} holds no student folders")
@@ -243,7 +244,8 @@ def main(argv=None) -> int:
             p.add_argument("--grades", type=Path, default=ROOT / "grades")
             p.add_argument("--show-expected", action="store_true", help="the feedback shows the expected values")
             p.add_argument("--full", action="store_true", help="full settings (hours per student on a CPU)")
-            p.add_argument("--course", type=Path, help="the course file: deadline, late policy, roster (course.toml)")
+            p.add_argument("--course", type=Path, help="the course file: deadline, late policy, roster (default: the "
+                                                       "one `make collect` used)")
             p.add_argument("--student", action="append", default=[],
                            help="grade this student again, whatever the cache holds (repeatable); the rest as cached")
         p.add_argument("--jobs", "-j", type=int, default=1, help="notebooks at once (Dask workers)")

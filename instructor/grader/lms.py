@@ -28,6 +28,17 @@ from .files import write_text
 TOTAL = "Homework total"
 
 
+def course_of(submissions: Path, given: Path | None) -> Path | None:
+    """The course file: the one given (COURSE=), else the one `make collect` collected the class with."""
+    if given is not None:
+        return given
+    try:
+        recorded = json.loads((submissions / ".collected.json").read_text()).get("course")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return Path(recorded) if isinstance(recorded, str) and Path(recorded).is_file() else None
+
+
 def lateness(submissions: Path, course_file: Path | None) -> dict:
     """student folder -> {"deducted": fraction, "sentence": for the feedback}, from .collected.json and the course."""
     collected = submissions / ".collected.json"

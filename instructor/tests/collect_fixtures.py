@@ -70,9 +70,11 @@ def canvas_zip(tmp_path: Path) -> Path:
 
 
 def collected(out: Path) -> dict:
-    """.collected.json, its time of collection checked and taken out (the rest is compared whole)."""
+    """.collected.json, its time of collection and its course file checked and taken out (the rest is compared
+    whole)."""
     data = json.loads((out / ".collected.json").read_text())
     assert datetime.fromisoformat(data.pop("collected")).utcoffset().total_seconds() == 3600
+    assert Path(data.pop("course")).is_file()                    # the course file it was collected with
     return data
 
 

@@ -28,9 +28,9 @@ def rows(path) -> list:
         return list(csv.reader(f))
 
 
-def grade(subs, grades, course) -> None:
-    make("grade", f"SUBMISSIONS={subs}", f"GRADES={grades}", f"COURSE={course}",
-         "GRADE_ARGS=--cell-timeout 60 --timeout 300", "-j", "2")
+def grade(subs, grades, course, *extra) -> None:
+    make("grade", f"SUBMISSIONS={subs}", f"GRADES={grades}", *([f"COURSE={course}"] if course else []),
+         "GRADE_ARGS=--cell-timeout 60 --timeout 300", "-j", "2", *extra)
 
 
 def test_from_a_canvas_zip_to_the_lms_files_and_a_page_per_student(tmp_path):
@@ -61,6 +61,10 @@ def test_from_a_canvas_zip_to_the_lms_files_and_a_page_per_student(tmp_path):
     assert (grades / "handback" / "s002" / f"{NOTEBOOK}.html").is_file()
     assert (grades / "handback-zips" / "s002.zip").is_file()
     assert "nothing handed in" in (grades / "feedback" / "s004.md").read_text()
+
+    exported = (grades / "canvas.csv").read_text()                  # a regrade typed without COURSE=, as the guide's
+    grade(subs, grades, None, "STUDENT=s002")                       # uses the course file the class was collected with
+    assert (grades / "canvas.csv").read_text() == exported
 
 
 def test_from_github_classroom_repositories_to_the_lms_files(tmp_path):

@@ -63,12 +63,17 @@ def for_reading(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
     directive of the notebook tests (`# NBVAL_CHECK_OUTPUT`)."""
     cells = [c for c in nb.cells if not (c.cell_type == "code" and c.source.startswith(colab.MARK))]
     for cell in cells:
-        if export.BEGIN in cell.source or "# NBVAL_" in cell.source:      # markers and the tests' directives
-            cell.source = "\n".join(line for line in cell.source.split("\n")
-                                    if line.strip() not in (export.BEGIN, export.END) and
-                                    not line.strip().startswith("# NBVAL_"))
+        cell.source = for_reading_text(cell.source)
     nb.cells = cells
     return nb
+
+
+def for_reading_text(text: str) -> str:
+    """A cell's text as a page shows it: without the marker lines of answer regions and the tests' directives."""
+    if export.BEGIN not in text and "# NBVAL_" not in text:
+        return text
+    return "\n".join(line for line in text.split("\n")
+                     if line.strip() not in (export.BEGIN, export.END) and not line.strip().startswith("# NBVAL_"))
 
 
 def navigation(stems: list, index: int, home: str) -> str:

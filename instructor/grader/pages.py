@@ -11,7 +11,7 @@ import jinja2
 from markupsafe import Markup
 from nbconvert.filters.markdown_mistune import markdown2html_mistune
 
-from answers import export
+from instructor.site import for_reading_text
 
 PNG = b"\x89PNG\r\n\x1a\n"
 MAX_TEXT = 100_000
@@ -30,7 +30,7 @@ def safe_markdown(text: str) -> str:
     marker lines (nbgrader's, kept in written answers) are not shown."""
     if len(text) > MAX_TEXT:                       # rendering costs far more than reading: a bounded page
         text = text[:MAX_TEXT] + f"\n\n[{len(text):,} characters: only the first {MAX_TEXT:,} shown]"
-    text = "\n".join(line for line in text.split("\n") if line.strip() not in (export.BEGIN, export.END))
+    text = for_reading_text(text)
     try:
         rendered = markdown2html_mistune(text)
     except Exception:                              # a renderer's failure on odd input: the text itself, escaped

@@ -104,8 +104,22 @@ def test_environment_variable_forces_the_source(small_mnist, monkeypatch):
     monkeypatch.setenv("DGM_DATA_SOURCE", "embedded")
     assert load_mnist(root=small_mnist, device="cpu", announce=False).source == "embedded"
     monkeypatch.setenv("DGM_DATA_SOURCE", "imagenet")
-    with pytest.raises(ValueError, match="'auto', 'full' or 'embedded'"):
+    with pytest.raises(ValueError, match="'auto', 'full', 'embedded' or 'given'"):
         load_mnist(root=small_mnist, device="cpu", announce=False)
+
+
+def test_the_given_source_reads_the_splits_of_its_file_and_names_a_missing_one(tmp_path, monkeypatch):
+    splits = {"train_x": torch.rand(6, 784), "train_y": torch.arange(6), "val_x": torch.rand(2, 784),
+              "val_y": torch.arange(2)}
+    torch.save({**splits, "test_x": splits["val_x"], "test_y": splits["val_y"]}, tmp_path / "digits.pt")
+    monkeypatch.setenv("DGM_DATA_SOURCE", "given")
+    monkeypatch.setenv("DGM_DATA_FILE", str(tmp_path / "digits.pt"))
+    mnist = load_mnist(device="cpu", announce=False)
+    assert mnist.source == "given" and mnist.sizes() == {"train": 6, "validation": 2, "test": 2}
+    assert torch.equal(mnist.train_x, splits["train_x"]) and torch.equal(mnist.test_x, splits["val_x"])
+    monkeypatch.setenv("DGM_DATA_FILE", str(tmp_path / "absent.pt"))
+    with pytest.raises(DataError, match="DGM_DATA_FILE.*absent.pt.*is no file"):
+        load_mnist(device="cpu", announce=False)
 
 
 def test_no_files_means_embedded_and_forcing_full_names_the_missing_file(tmp_path):

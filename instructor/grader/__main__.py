@@ -10,6 +10,7 @@ Stages: plan.py (read the class) -> rebuild.py and jobs.py (the release with eac
 pages). docs/instructors.md says what each protects against and what it does not.
 """
 import argparse
+import dataclasses
 import datetime
 import hashlib
 import json
@@ -201,25 +202,29 @@ def gradebook(args) -> int:
 
 
 def make_key(args) -> int:
-    """Grade the solution notebooks as a submission; the models they train give the key's reference values."""
+    """Run the model tests on the solution notebooks' answers, sandboxed as for a student (their notebooks are not
+    executed): the models the grader trains with them give the key's reference values."""
     with tempfile.TemporaryDirectory(prefix="dgm-key-") as tmp:
         reference = Path(tmp) / "submissions" / "reference"
         reference.mkdir(parents=True)
         for stem in jobs.graded_notebooks():
             shutil.copy(ROOT / "notebooks" / f"{stem}.ipynb", reference / f"{stem}.ipynb")
-        settings = settings_from(args, {})
+        settings = dataclasses.replace(settings_from(args, {}), execute_notebooks=False)
         students, _ = plan.read_class(reference.parent, jobs.graded_notebooks())
-        results, _ = cluster.run_all(jobs.jobs_for(students[0]), settings, Path(tmp) / "cache", workers=args.jobs)
+        measuring = {t.notebook for t in bank.tests() if isinstance(t, bank.ModelTest)}
+        results, _ = cluster.run_all([j for j in jobs.jobs_for(students[0]) if j.notebook in measuring], settings,
+                                     Path(tmp) / "cache", workers=args.jobs)
     if not_graded(results.values()):
         raise SystemExit("instructor/key.json was not written")
     measured = {name: value for r in results.values() for name, value in r.get("measured", {}).items()}
     missing = [t.name for t in bank.tests() if isinstance(t, bank.ModelTest) and measured.get(t.name) is None]
     if missing:
-        raise SystemExit(f"the solution notebooks trained no usable model for {', '.join(missing)}: see "
-                         "their quick run (DGM_MODE=quick make run on the notebook)")
-    KEY.write_text(json.dumps({"about": "Written by `make key`: each model test's value for the solution notebooks' "
-                                        "models in quick settings. A student's model must reach it within the test's "
-                                        "tolerance.", "models": {k: round(v, 6) for k, v in sorted(measured.items())}},
+        raise SystemExit(f"the grader trained no usable model for {', '.join(missing)} with the solution's answers: "
+                         "see that model test's feedback in a `make grade` of the solution notebooks")
+    KEY.write_text(json.dumps({"about": "Written by `make key`: each model test's value for the model that the grader "
+                                        "trains with the solution notebooks' answers. A student's model must reach it "
+                                        "within the test's tolerance.",
+                               "models": {k: round(v, 6) for k, v in sorted(measured.items())}},
                               indent=1) + "\n")
     print(f"wrote {KEY.relative_to(ROOT)}: {len(measured)} model values")
     return 0

@@ -3,10 +3,13 @@
 A job is plain data (the rebuilt notebook, the student's exported answers, the settings), so that it runs the same
 in this process, in a local pool or on a Dask worker. In its own fresh folder, the job
   1. runs the hidden tests' probes on the student's exported answers (probes.py, sandboxed; a probe that hangs or
-     kills its process costs that test only: the rest run again in a fresh process),
-  2. executes the notebook (kernel.py: the kernel sandboxed, the executed copy kept here), which trains the models,
-  3. checks the probes' outputs and evaluates the saved models, outside the sandbox (score.py),
-and returns what it measured. The folder is deleted; nothing of the job outlives it.
+     kills its process costs that test only: the rest run again in a fresh process), the model tests' probes
+     training the grader's models with the student's functions on the training digits,
+  2. checks the probes' outputs and measures the trained models on the test digits, outside the sandbox (score.py),
+  3. executes the notebook (kernel.py: the kernel sandboxed, the executed copy kept here) for the TAs: its figures,
+     its errors and what it saves are evidence, never points,
+and returns what it measured. The sandbox is given the training and validation digits only (bank/digits.py). The
+folder is deleted; nothing of the job outlives it.
 """
 import hashlib
 import json
@@ -25,12 +28,15 @@ import nbformat
 import torch
 
 from answers import export
+from helpers import cpu
 
 from . import bank, kernel, sandbox, score, unsandboxed
+from .bank import digits
 from .reference import Reference
 
 ROOT = Path(__file__).resolve().parents[2]
 PROBES = Path(__file__).with_name("probes.py")
+DIGITS = "digits.pt"          # in the control folder: the digits the sandbox may read
 
 
 class GraderFailure(Exception):
@@ -51,6 +57,7 @@ class Settings:
     notebook_timeout: float = 1800
     sandboxed: bool = True
     threads: int = 1
+    execute_notebooks: bool = True                   # False for `make key`, which measures the models only
     key_version: str = ""
     key: dict = field(default_factory=dict)          # model test name -> the reference run's value
     limits: sandbox.Limits = field(default_factory=sandbox.Limits)
@@ -72,6 +79,7 @@ class Job:
         text = json.dumps([self.student, self.slug, self.notebook, [c["source"] for c in self.rebuilt["cells"]],
                            self.answers, self.written, self.problems, settings.key_version, settings.key,
                            settings.mode, settings.cell_timeout, settings.notebook_timeout, settings.sandboxed,
+                           settings.execute_notebooks,
                            asdict(settings.limits)], sort_keys=True, default=str)
         return hashlib.sha256(text.encode()).hexdigest()
 
@@ -93,8 +101,12 @@ def exported_answers(notebooks: dict) -> dict:
     return modules
 
 
-def sandbox_env(work: Path, settings: Settings) -> dict:
-    return {"DGM_MODE": settings.mode, "DGM_DATA_SOURCE": "embedded", "DGM_OUTPUT": str(work / "out"),
+def sandbox_env(work: Path, control: Path, settings: Settings) -> dict:
+    """The job's variables: the grader's own CPU path for PyTorch (helpers/cpu.py), so that the probes, which import
+    torch before anything else, round as the grader's process and the notebooks do."""
+    pinned = {name: value for name, value in os.environ.items() if name in cpu.PINNED or name == cpu.PATH_VARIABLE}
+    return {**pinned, "DGM_MODE": settings.mode, "DGM_DATA_SOURCE": "given", "DGM_DATA_FILE": str(control / DIGITS),
+            "DGM_OUTPUT": str(work / "out"),
             "PYTHONPATH": f"{work / 'lib'}:{ROOT}", "OMP_NUM_THREADS": str(settings.threads),
             "MKL_NUM_THREADS": str(settings.threads)}
 
@@ -147,7 +159,7 @@ def disk_watch(work: Path, settings: Settings):
 def spawn(argv: list, work: Path, control: Path, settings: Settings, timeout: float, progress=None) -> None:
     """Run argv sandboxed (or only limited, without the sandbox) within `timeout`, within a cell's time of the last
     change of `progress()`, and within the disk limit; a hang is killed, with everything inside."""
-    env = sandbox_env(work, settings)
+    env = sandbox_env(work, control, settings)
     if settings.sandboxed:
         command = sandbox.command(argv, writable=work, readonly=visible_paths(control), env=env,
                                   limits=settings.limits, cwd=work)
@@ -208,13 +220,6 @@ def run_probes(tests: list, job: Job, work: Path, control: Path, settings: Setti
     return {t.name: results.get(t.name) for t in tests}, inputs
 
 
-@cache
-def measurement_data():
-    from helpers.data import load_mnist
-
-    return load_mnist(source="embedded", device="cpu", announce=False)
-
-
 def figures(nb: nbformat.NotebookNode) -> dict:
     """grade_id -> the PNG images (base64) of each figure answer cell of an executed notebook."""
     found = {}
@@ -255,8 +260,6 @@ def run_job(job: Job, settings: Settings) -> dict:
     if settings.sandboxed and (problem := worker_problem()):
         raise GraderFailure(f"no sandbox on {socket.gethostname()}: {problem}")
     tests = bank.tests(job.notebook)
-    function_tests = [t for t in tests if isinstance(t, bank.FunctionTest)]
-    model_tests = [t for t in tests if isinstance(t, bank.ModelTest)]
     ref, verdicts, measured, started, wall_start = Reference(), [], {}, time.monotonic(), time.time()
     snapshot = None if settings.sandboxed else unsandboxed.guard()
     deadline = started + settings.notebook_timeout     # the probes and the notebook share the notebook's time
@@ -269,19 +272,25 @@ def run_job(job: Job, settings: Settings) -> dict:
         for name, text in job.answers.items():
             (work / "lib" / "answers" / f"{name}.py").write_text(text)
         (work / "out").mkdir()
-        if function_tests:
-            results, inputs = run_probes(function_tests, job, work, control, settings, deadline)
-            verdicts += [score.judge(t, inputs[t.name], results[t.name], ref) for t in function_tests]
-        run = kernel.execute_notebook(nbformat.from_dict(job.rebuilt), workdir=work, readonly=visible_paths(control),
-                                      env=sandbox_env(work, settings), limits=settings.limits,
-                                      cell_timeout=settings.cell_timeout, sandboxed=settings.sandboxed,
-                                      notebook_timeout=max(1.0, deadline - time.monotonic()),
-                                      watch=disk_watch(work, settings))
-        for test in model_tests:
-            verdict, measured[test.name] = score.evaluate_model(
-                test, work / "out" / "checkpoints" / test.checkpoint, work, settings.key.get(test.name), ref,
-                measurement_data())
-            verdicts.append(verdict)
+        torch.save(digits.given_to_the_sandbox(), control / DIGITS)
+        if tests:
+            results, inputs = run_probes(tests, job, work, control, settings, deadline)
+            for test in tests:
+                if isinstance(test, bank.ModelTest):
+                    verdict, measured[test.name] = score.evaluate_trained(
+                        test, results[test.name], settings.key.get(test.name), ref, digits.grader_digits())
+                    verdicts.append(verdict)
+                else:
+                    verdicts.append(score.judge(test, inputs[test.name], results[test.name], ref))
+        if settings.execute_notebooks:
+            run = kernel.execute_notebook(nbformat.from_dict(job.rebuilt), workdir=work,
+                                          readonly=visible_paths(control), env=sandbox_env(work, control, settings),
+                                          limits=settings.limits, cell_timeout=settings.cell_timeout,
+                                          sandboxed=settings.sandboxed,
+                                          notebook_timeout=max(1.0, deadline - time.monotonic()),
+                                          watch=disk_watch(work, settings))
+        else:
+            run = kernel.RunResult(nbformat.from_dict(job.rebuilt), "ok", message="not executed: models measured only")
     finally:
         shutil.rmtree(work, ignore_errors=True)
         shutil.rmtree(control, ignore_errors=True)

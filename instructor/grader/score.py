@@ -1,7 +1,8 @@
 """Points from the grader's own measurements: the hidden tests' verdicts and the model evaluations, per question id.
 
-Nothing here runs student code: probes ran in the sandbox and left data (probes.py); models are loaded with
-weights_only=True into the grader's own architectures and evaluated with the reference code.
+Nothing here runs student code: probes ran in the sandbox and left data (probes.py); the weights of the models the
+grader trained there are loaded into its own architectures and evaluated with the reference code on digits the
+sandbox never saw.
 """
 import contextlib
 import hashlib
@@ -137,9 +138,11 @@ def judge(test: FunctionTest, inputs: dict, result: dict | None, ref) -> Verdict
     return verdict(test, problem is None, problem or "")
 
 
-def run_in_process(tests: list, module, seed: int, ref) -> list:
+def run_in_process(tests: list, module, seed: int, ref, key: dict | None = None) -> list:
     """Probe and judge `tests` on an already imported module, in this process: for the bank's own tests and mutation
-    testing (never for student code, which only runs in the sandbox)."""
+    testing (never for student code, which only runs in the sandbox). Model tests are measured against `key`."""
+    from .bank.digits import grader_digits
+
     verdicts = []
     for test in tests:
         inputs = draw_inputs(test, seed)
@@ -148,7 +151,10 @@ def run_in_process(tests: list, module, seed: int, ref) -> list:
             result = probes.run_test(module, {"name": test.name, "source": test.probe_source, "inputs": sent})
         result = torch.load(_roundtrip(result), weights_only=True)   # exactly what the sandbox would hand back
         result = result if isinstance(result, dict) and plain_data(result, MAX_OUTPUT_BYTES) else None
-        verdicts.append(judge(test, inputs, result, ref))
+        if isinstance(test, ModelTest):
+            verdicts.append(evaluate_trained(test, result, (key or {}).get(test.name), ref, grader_digits())[0])
+        else:
+            verdicts.append(judge(test, inputs, result, ref))
     return verdicts
 
 
@@ -172,17 +178,18 @@ def _roundtrip(result: dict):
     return buffer
 
 
-def evaluate_model(test: ModelTest, checkpoint: Path, folder: Path, reference_value: float | None, ref, data) -> tuple:
-    """(verdict, value) for one trained model, measured by the grader; the key's reference value sets the bound."""
-    if not checkpoint.exists() and not checkpoint.is_symlink():
-        return verdict(test, False, "no trained model was saved (the training cell did not finish)"), None
-    if safe_load(checkpoint, folder, 4 * MAX_OUTPUT_BYTES) is None:
-        return verdict(test, False, "the saved model is not a checkpoint the grader can read (a link, another "
-                                    "format, or far larger than the architecture)"), None
+def evaluate_trained(test: ModelTest, result: dict | None, reference_value: float | None, ref, data) -> tuple:
+    """(verdict, value) for one model that the grader trained in the sandbox, measured here on the test digits; the
+    key's reference value sets the bound."""
+    if result is None:
+        return verdict(test, False, "the training did not finish (it timed out, or the process running it died), "
+                                    "or what it returned was not plain data"), None
+    if "error" in result:
+        return judge(test, {}, result, ref), None
     try:
-        value = float(test.evaluate(checkpoint, ref, data))
+        value = float(test.evaluate(result.get("outputs"), ref, data))
     except Exception as error:
-        return verdict(test, False, f"the saved model could not be evaluated ({type(error).__name__}: "
+        return verdict(test, False, f"the trained model could not be evaluated ({type(error).__name__}: "
                                     f"{str(error).splitlines()[0][:160] if str(error) else ''})"), None
     if reference_value is None:
         return verdict(test, False, "the key has no reference value for this model: run `make key`"), value

@@ -110,27 +110,51 @@ def test_every_test_has_fresh_inputs_that_differ_between_students():
 
 
 MODEL_TESTS = [t for t in bank.tests() if isinstance(t, bank.ModelTest)]
+COMMITTED = {"ModelB": "vae_fixed_var.pt", "Model2D": "vae_2d.pt", "Model20D": "vae_20d.pt",
+             "GeneratorFrechetDistance": "gan_generator.pt", "HandTrainedClassifier": "hand_mlp.pt"}
+
+
+def committed_weights(test) -> dict:
+    """The weights of the fully trained model committed for a model test's architecture, as its training returns
+    them from the sandbox."""
+    state = torch.load(ROOT / "checkpoints" / COMMITTED[test.name], map_location="cpu", weights_only=True)["state_dict"]
+    if test.name == "HandTrainedClassifier":                # an nn.Sequential of Linear and ReLU: [weight, bias] each
+        return {"state": [[state[f"{2 * k}.weight"], state[f"{2 * k}.bias"]] for k in range(3)]}
+    return {"state": state}
+
+
+def test_every_model_test_has_a_committed_model_to_measure():
+    assert sorted(t.name for t in MODEL_TESTS) == sorted(COMMITTED)
 
 
 @pytest.mark.parametrize("test", MODEL_TESTS, ids=lambda t: f"{t.question}-{t.name}")
-def test_a_trained_model_passes_its_model_test_and_an_untrained_one_fails_it(test, ref, tmp_path):
-    """The model tests, without running a notebook: the committed (fully trained) model reaches the key's bound,
-    the same architecture with fresh small weights does not; each test reads its own checkpoint only."""
-    from helpers import load_mnist
+def test_a_trained_model_passes_its_model_test_and_an_untrained_one_fails_it(test, ref):
+    """The measurement alone, without training: the committed (fully trained) weights reach the key's bound, the
+    same architecture with fresh small weights does not."""
+    from instructor.grader.bank.digits import grader_digits
 
     key = json.loads((ROOT / "instructor" / "key.json").read_text())["models"]
-    data = load_mnist(source="embedded", device="cpu", announce=False)
-    committed = ROOT / "checkpoints" / test.checkpoint
-    verdict, value = score.evaluate_model(test, committed, ROOT / "checkpoints", key[test.name], ref, data)
+    trained = committed_weights(test)
+    verdict, value = score.evaluate_trained(test, {"outputs": trained}, key[test.name], ref, grader_digits())
     assert verdict.earned == test.points, (verdict.message, value, key[test.name])
-    payload = torch.load(committed, map_location="cpu", weights_only=True)
     generator = torch.Generator().manual_seed(0)
-    payload["state_dict"] = {k: 0.01 * torch.randn(v.shape, generator=generator, dtype=v.dtype)
-                             if v.is_floating_point() else v for k, v in payload["state_dict"].items()}
-    untrained = tmp_path / test.checkpoint
-    torch.save(payload, untrained)
-    verdict, value = score.evaluate_model(test, untrained, tmp_path, key[test.name], ref, data)
+    untrained = torch.utils._pytree.tree_map(
+        lambda v: 0.01 * torch.randn(v.shape, generator=generator, dtype=v.dtype)
+        if isinstance(v, torch.Tensor) and v.is_floating_point() else v, trained)
+    verdict, value = score.evaluate_trained(test, {"outputs": untrained}, key[test.name], ref, grader_digits())
     assert verdict.earned == 0, (value, key[test.name])
+
+
+@pytest.mark.parametrize("outputs, words", [({"state": {"wrong": torch.zeros(2)}}, "could not be evaluated"),
+                                            (None, "could not be evaluated"),
+                                            ({"state": [[torch.zeros(3, 3), torch.zeros(3)]]}, "could not be")])
+def test_weights_of_another_shape_earn_nothing_and_say_so(outputs, words, ref):
+    from instructor.grader.bank.digits import grader_digits
+
+    for test in MODEL_TESTS:
+        verdict, value = score.evaluate_trained(test, {"outputs": outputs}, -1e9 if test.rule == "at_least" else 1e9,
+                                                ref, grader_digits())
+        assert verdict.earned == 0 and words in verdict.message and value is None, (test.name, verdict.message)
 
 
 # --- shortcuts: answers that try to earn what an honest answer of the same quality does not ------------------------

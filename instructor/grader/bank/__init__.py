@@ -10,9 +10,19 @@ A function test is a class with three static methods, registered with `@hidden_t
                                        outside: None when the answer is right, else what is wrong, in the grader's
                                        words. `ref` holds the solution notebooks' own answer code (reference.py).
 
-A model test scores a model the student's notebook trained, with the grader's own code, against the reference run's
-figure in the key (`make key`): `@model_test(question, points, checkpoint=..., rule=..., tolerance=...)` on a class with
-`evaluate(path, ref, data) -> float`. The student's records are never read for points.
+A model test trains a model itself and scores it: `@model_test(question, points, rule=..., tolerance=...)` on a
+class with
+
+    inputs(rng) -> dict                the training digits (never the test digits) and the training's settings
+    probe(answers, inputs) -> dict     runs INSIDE the sandbox: the grader's own training loop, with the student's
+                                       functions (the loss, the backward, the update, the GAN's step) plugged in;
+                                       returns the trained weights as {"state": {name: tensor}}
+    evaluate(outputs, ref, data) -> float
+                                       outside: the weights loaded into the grader's own architecture, measured on
+                                       test digits that the sandbox never sees
+
+and the value must reach the reference answers' own value in the key (`make key`) within the tolerance. What a
+notebook saves, and the student's records, are evidence for the TAs, never points.
 
 The tests of a notebook live in the module of the same name as its answers (bank/kl_divergence.py tests
 answers/kl_divergence.py), or in modules that add a suffix to it (bank/vae_latent.py); `tests()` collects them all.
@@ -28,8 +38,18 @@ NOTEBOOKS = {"ancestral_sampling": "01_ancestral_sampling", "latent_variable_mod
              "gan_mnist": "06_gan_mnist", "backprop": "07_backprop"}
 
 
+class _Probed:
+    """What the sandbox receives of a test: its probe, with the plain functions it calls."""
+
+    @property
+    def probe_source(self) -> str:
+        """The probe as the sandbox receives it: the shared functions, then a plain `def probe(answers, inputs)`."""
+        sources = [textwrap.dedent(inspect.getsource(f)) for f in (*self.shared, self.probe)]
+        return "\n\n".join("\n".join(line for line in s.split("\n") if not line.startswith("@")) for s in sources)
+
+
 @dataclass(frozen=True)
-class FunctionTest:
+class FunctionTest(_Probed):
     """One hidden test of a student's functions."""
     question: str
     notebook: str
@@ -41,25 +61,21 @@ class FunctionTest:
     check: object
     shared: tuple = ()       # plain functions the probe calls, sent with it into the sandbox
 
-    @property
-    def probe_source(self) -> str:
-        """The probe as the sandbox receives it: the shared functions, then a plain `def probe(answers, inputs)`."""
-        sources = [textwrap.dedent(inspect.getsource(f)) for f in (*self.shared, self.probe)]
-        return "\n\n".join("\n".join(line for line in s.split("\n") if not line.startswith("@")) for s in sources)
-
 
 @dataclass(frozen=True)
-class ModelTest:
-    """One evaluation, by the grader, of a model that the student's notebook trained and saved."""
+class ModelTest(_Probed):
+    """One model that the grader trains with the student's functions, in the sandbox, and measures outside it."""
     question: str
     notebook: str
     name: str
     points: float
     description: str
-    checkpoint: str
     rule: str            # "at_least" or "at_most" the key's value, with the tolerance
     tolerance: str       # "0.05" (absolute) or "5%" (of the key's value)
+    inputs: object
+    probe: object
     evaluate: object
+    shared: tuple = ()
 
     def bound(self, reference_value: float) -> float:
         """The value a student's model must reach, from the reference run's."""
@@ -88,15 +104,15 @@ def hidden_test(question: str, points: float, shared: tuple = ()):
     return register
 
 
-def model_test(question: str, points: float, *, checkpoint: str, rule: str, tolerance: str):
-    """Register a class with evaluate as a model test of `question`."""
+def model_test(question: str, points: float, *, rule: str, tolerance: str, shared: tuple = ()):
+    """Register a class with inputs, probe (the training) and evaluate as a model test of `question`."""
     if rule not in ("at_least", "at_most"):
         raise ValueError(f"rule {rule!r}: use 'at_least' or 'at_most'")
 
     def register(cls):
         return ModelTest(question, _notebook_of(cls.__module__), cls.__name__, float(points),
-                         " ".join((inspect.getdoc(cls) or cls.__name__).split()), checkpoint, rule, tolerance,
-                         cls.evaluate)
+                         " ".join((inspect.getdoc(cls) or cls.__name__).split()), rule, tolerance, cls.inputs,
+                         cls.probe, cls.evaluate, tuple(shared))
     return register
 
 

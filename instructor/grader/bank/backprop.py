@@ -1,6 +1,6 @@
 """Hidden tests of notebook 07, backpropagation by hand: each layer's backward, the whole sweep and the SGD step
 against autograd on fresh parameters and data (the probes build the student's objects and call their methods), the
-per-layer gradient norms of A19, and the classifier that the student's notebook trained with its own backward (A20).
+per-layer gradient norms of A19, and a classifier that the grader trains with the student's backward (A20).
 """
 import torch
 import torch.nn.functional as F
@@ -255,27 +255,46 @@ class SgdStep:
 HAND_MLP_SIZES = [784, 128, 64, 10]
 
 
-@model_test("A20", points=2, checkpoint="hand_mlp.pt", rule="at_least", tolerance="0.03")
+@model_test("A20", points=2, rule="at_least", tolerance="0.03")
 class HandTrainedClassifier:
-    """the test accuracy of the classifier your notebook trained with your own backward pass (checkpoints/hand_mlp.pt),
-    measured by the grader's own forward pass on the test digits"""
+    """the classifier that the grader trains with your `HandMLP.backward`, layers and `sgd_step` (the notebook's
+    quick recipe): its test accuracy, by the grader's own forward pass on the test digits"""
 
     @staticmethod
-    def evaluate(path, ref, data):
-        from helpers import load_checkpoint
+    def inputs(rng):
+        from .digits import grader_digits
 
-        state = load_checkpoint(path)["state_dict"]
-        layers = []
-        for k, (n_in, n_out) in enumerate(zip(HAND_MLP_SIZES[:-1], HAND_MLP_SIZES[1:])):
-            weight, bias = state[f"{2 * k}.weight"], state[f"{2 * k}.bias"]
+        generator = torch.Generator().manual_seed(1)
+        parameters = []
+        for n_in, n_out in zip(HAND_MLP_SIZES[:-1], HAND_MLP_SIZES[1:]):     # uniform in +-1/sqrt(in), as nn.Linear
+            bound = n_in**-0.5
+            parameters.append([(torch.rand(n_out, n_in, generator=generator, dtype=DOUBLE) * 2 - 1) * bound,
+                               (torch.rand(n_out, generator=generator, dtype=DOUBLE) * 2 - 1) * bound])
+        digits = grader_digits()
+        return {"train_x": digits.train_x.to(DOUBLE), "train_y": digits.train_y, "parameters": parameters,
+                "epochs": 3, "batch_size": 64, "lr": 0.1, "seed": 1}
+
+    @staticmethod
+    def probe(answers, inputs):
+        hand = answers.HandMLP([(w.clone(), b.clone()) for w, b in inputs["parameters"]], answers.ReLU)
+        order = torch.Generator().manual_seed(inputs["seed"])
+        for _ in range(inputs["epochs"]):
+            for index in torch.randperm(len(inputs["train_x"]), generator=order).split(inputs["batch_size"]):
+                hand.loss(inputs["train_x"][index], inputs["train_y"][index])
+                hand.backward()
+                answers.sgd_step(hand, inputs["lr"])
+        return {"state": [[linear.weight, linear.bias] for linear in hand.linears]}
+
+    @staticmethod
+    def evaluate(outputs, ref, data):
+        layers = outputs["state"]
+        if len(layers) != len(HAND_MLP_SIZES) - 1:
+            raise ValueError(f"the network has {len(layers)} layers, not {len(HAND_MLP_SIZES) - 1}")
+        h = data.test_x.cpu().to(DOUBLE)
+        for k, ((weight, bias), n_in, n_out) in enumerate(zip(layers, HAND_MLP_SIZES[:-1], HAND_MLP_SIZES[1:])):
             if tuple(weight.shape) != (n_out, n_in) or tuple(bias.shape) != (n_out,):
                 raise ValueError(f"layer {k + 1} has weights of shape {tuple(weight.shape)}, not {(n_out, n_in)}")
-            layers.append((weight.to(DOUBLE), bias.to(DOUBLE)))
-        test_x = (data.test_x if hasattr(data, "test_x") else data["test_x"]).cpu().to(DOUBLE)
-        test_y = (data.test_y if hasattr(data, "test_y") else data["test_y"]).cpu()
-        h = test_x
-        for k, (weight, bias) in enumerate(layers):
-            h = h @ weight.T + bias
+            h = h @ weight.to(DOUBLE).T + bias.to(DOUBLE)
             if k < len(layers) - 1:
                 h = h.clamp_min(0)
-        return (h.argmax(1) == test_y).double().mean().item()
+        return (h.argmax(1) == data.test_y.cpu()).double().mean().item()

@@ -1,5 +1,6 @@
 """Hidden tests of notebook 06, the GAN on MNIST: the two losses against their definitions at fresh logits, one training
-step against an autograd replay, and the generator the notebook trained, measured with the grader's classifier."""
+step against an autograd replay, and a generator that the grader trains with the student's step, measured with the
+grader's classifier."""
 import torch
 import torch.nn.functional as F
 
@@ -209,21 +210,50 @@ class GanStep:
                        rtol=1e-8, atol=1e-10)
 
 
-@model_test("C4", points=4, checkpoint="gan_generator.pt", rule="at_most", tolerance="50%")
+GENERATOR = {"latent_dim": 64, "channels": (64, 32)}
+
+
+@model_test("C4", points=4, rule="at_most", tolerance="50%")
 class GeneratorFrechetDistance:
-    """the Fréchet distance of 1,000 samples of the generator your notebook saved to the test digits, in the features
-    of the grader's own classifier (lower is better)"""
+    """the generator that the grader trains with your `gan_step` (the notebook's quick recipe): the Fréchet distance
+    of 1,000 of its samples to the test digits, in the features of the grader's own classifier (lower is better)"""
 
     @staticmethod
-    def evaluate(path, ref, data):
-        from helpers import ROOT, ConvGenerator, load_checkpoint, load_model
-        from helpers.checkpoints import restore
+    def inputs(rng):
+        from .digits import grader_digits
+
+        return {"train_x": grader_digits().train_x, "generator": GENERATOR,
+                "discriminator": {"hidden": (512, 256), "dropout": 0.3}, "epochs": 4, "batch_size": 64, "lr": 2e-4,
+                "betas": (0.5, 0.999), "max_shift": 2, "ema_decay": 0.99, "seed": 0}
+
+    @staticmethod
+    def probe(answers, inputs):
+        from helpers import ConvGenerator, Discriminator, minibatches
+
+        torch.manual_seed(inputs["seed"])
+        generator = ConvGenerator(**inputs["generator"])
+        discriminator = Discriminator(**inputs["discriminator"])
+        opt_g = torch.optim.Adam(generator.parameters(), lr=inputs["lr"], betas=tuple(inputs["betas"]))
+        opt_d = torch.optim.Adam(discriminator.parameters(), lr=inputs["lr"], betas=tuple(inputs["betas"]))
+        average = torch.optim.swa_utils.AveragedModel(
+            generator, multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(inputs["ema_decay"]), use_buffers=True)
+        real_images = 2 * inputs["train_x"] - 1
+        for _ in range(inputs["epochs"]):
+            generator.train(), discriminator.train()
+            for index in minibatches(len(real_images), inputs["batch_size"], "cpu"):
+                answers.gan_step(generator, discriminator, opt_g, opt_d, real_images[index], inputs["max_shift"])
+                average.update_parameters(generator)
+        return {"state": average.module.state_dict()}
+
+    @staticmethod
+    def evaluate(outputs, ref, data):
+        from helpers import ROOT, ConvGenerator, load_model
         from helpers.measures import gaussian_frechet_distance
 
-        generator = ConvGenerator(latent_dim=64, channels=(64, 32))
-        restore(generator, load_checkpoint(path, "ConvGenerator", generator.config), path).eval()
+        generator = ConvGenerator(**GENERATOR)
+        generator.load_state_dict(outputs["state"])
+        generator.eval()
         classifier = load_model(ROOT / "checkpoints" / "digit_classifier.pt")
-        test_x = (data.test_x if hasattr(data, "test_x") else data["test_x"]).cpu()
         samples = generator.sample(1000, rng=torch.Generator().manual_seed(2024))
         with torch.no_grad():
-            return gaussian_frechet_distance(classifier.features(samples), classifier.features(test_x))
+            return gaussian_frechet_distance(classifier.features(samples), classifier.features(data.test_x.cpu()))

@@ -1,0 +1,95 @@
+"""The model tests train their own models, in the grader's loops, with the student's functions plugged in: the
+reference answers reach the key, a function that trains badly does not, and nothing a notebook saves plays a part
+(the sandboxed class of instructor/tests/test_grader_models.py shows that end to end). The probes run here in this
+process, as they run in the sandbox."""
+import json
+import types
+from pathlib import Path
+
+import pytest
+import torch
+
+from instructor.grader import bank, score
+from instructor.grader.reference import Reference
+from instructor.tests.test_bank import SEED, answer_module
+
+ROOT = Path(__file__).resolve().parents[2]
+KEY = json.loads((ROOT / "instructor" / "key.json").read_text())["models"]
+MODEL_TESTS = {t.name: t for t in bank.tests() if isinstance(t, bank.ModelTest)}
+
+
+@pytest.fixture(scope="module")
+def ref():
+    return Reference()
+
+
+def trained_by_the_grader(test, module, ref):
+    verdict, = score.run_in_process([test], module, SEED, ref, KEY)
+    return verdict
+
+
+def with_functions(module, **functions):
+    """A copy of an answer module with `functions` in place of its own (the rest unchanged)."""
+    copy = types.ModuleType(f"planted_{module.__name__}")
+    vars(copy).update(vars(module))
+    vars(copy).update(functions)
+    return copy
+
+
+def vae_without_kl(vae):
+    """vae_loss that forgets the KL term: the reconstruction alone."""
+    return with_functions(vae, vae_loss=lambda model, x: -vae.elbo_terms(model, x)[0].mean())
+
+
+def vae_ascending(vae):
+    """vae_loss with its sign flipped: the ELBO itself, minimised."""
+    return with_functions(vae, vae_loss=lambda model, x: vae.elbo(model, x).mean())
+
+
+def gan_without_generator_update(gan):
+    """gan_step whose generator never moves: only D is trained."""
+    def gan_step(generator, discriminator, opt_g, opt_d, real, max_shift=2):
+        fake = generator(torch.randn(len(real), generator.latent_dim)).detach()
+        loss_d = gan.discriminator_loss(discriminator(gan.translate(real, max_shift)),
+                                        discriminator(gan.translate(fake, max_shift)))
+        opt_d.zero_grad()
+        loss_d.backward()
+        opt_d.step()
+        return torch.stack([loss_d.detach(), loss_d.detach(), loss_d.detach(), loss_d.detach()])
+    return with_functions(gan, gan_step=gan_step)
+
+
+def sgd_ascending(backprop):
+    """sgd_step that adds the gradient instead of subtracting it."""
+    def sgd_step(network, lr):
+        for linear in network.linears:
+            linear.weight += lr * linear.grad_weight
+            linear.bias += lr * linear.grad_bias
+    return with_functions(backprop, sgd_step=sgd_step)
+
+
+def no_backward(backprop):
+    """HandMLP.backward still the stub."""
+    class HandMLP(backprop.HandMLP):
+        def backward(self):
+            raise NotImplementedError("not written yet")
+    return with_functions(backprop, HandMLP=HandMLP)
+
+
+@pytest.mark.parametrize("name", sorted(MODEL_TESTS))
+def test_the_reference_answers_trained_by_the_grader_reach_the_key(name, ref):
+    test = MODEL_TESTS[name]
+    verdict = trained_by_the_grader(test, answer_module(test.notebook), ref)
+    assert verdict.earned == test.points, verdict.message
+
+
+@pytest.mark.parametrize("name, plant", [
+    ("ModelB", vae_ascending), ("Model20D", vae_without_kl), ("Model2D", vae_ascending),
+    ("GeneratorFrechetDistance", gan_without_generator_update),
+    ("HandTrainedClassifier", sgd_ascending), ("HandTrainedClassifier", no_backward)],
+    ids=lambda v: getattr(v, "__name__", v))
+def test_a_function_that_trains_badly_earns_no_model_points(name, plant, ref):
+    test = MODEL_TESTS[name]
+    verdict = trained_by_the_grader(test, plant(answer_module(test.notebook)), ref)
+    assert verdict.earned == 0, verdict.message
+    assert verdict.message, "a model that earns nothing is told why"

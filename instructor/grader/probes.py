@@ -37,8 +37,11 @@ def plain(value, depth: int = 0):
         raise TypeError("outputs nested too deeply")
     if isinstance(value, torch.Tensor):
         return value.detach().cpu().clone(memory_format=torch.contiguous_format)   # the grader reads only dense tensors
-    if isinstance(value, bool | int | float | str) or value is None:
+    if value is None:
         return value
+    for kind in (bool, int, float, str):        # numpy.float64 and other subclasses, as the built-in value they hold
+        if isinstance(value, kind):
+            return kind(value)
     if isinstance(value, dict):
         return {str(k): plain(v, depth + 1) for k, v in value.items()}
     if isinstance(value, list | tuple):
@@ -61,9 +64,19 @@ def write(path: Path, payload: dict) -> None:
     os.replace(tmp, path)
 
 
+def fresh_torch_state() -> None:
+    """PyTorch's process-wide settings as a new process has them, before each test: what an answer switched off
+    (gradients, say) or changed (the default dtype, the random state) for itself costs no other test."""
+    torch.set_grad_enabled(True)
+    torch.set_default_dtype(torch.float32)
+    torch.autograd.set_detect_anomaly(False)
+    torch.manual_seed(0)
+
+
 def run_test(module, test: dict) -> dict:
     """{"outputs": ...} or {"error": ..., "where": ...} for one test."""
     namespace = {"torch": torch, "math": math}
+    fresh_torch_state()
     try:
         exec(compile(test["source"], f"<probe {test['name']}>", "exec"), namespace)
         signal.alarm(int(test.get("seconds", PER_TEST_SECONDS)))

@@ -111,6 +111,10 @@ def rebuild(release: nbformat.NotebookNode, submitted: nbformat.NotebookNode) ->
         cell.source, problem = standing_alone(cell.source, bodies, grade_id)
         if problem:
             result.problems.append(problem)
+    seen = [export.grading(c).get("grade_id") for c in submitted.cells if export.grading(c).get("grade_id")]
+    for grade_id in sorted({g for g in seen if seen.count(g) > 1 and g in released_ids}):
+        result.problems.append(f"the answer cell {grade_id} appears {seen.count(grade_id)} times: the first was "
+                               "graded, the copies below it were not")
     added = [c for c in submitted.cells if c.get("id") not in released_ids and
              export.grading(c).get("grade_id") not in released_ids and "".join(c.get("source", "")).strip()]
     if added:

@@ -2,9 +2,10 @@
 
 A job is plain data (the rebuilt notebook, the student's exported answers, the settings), so that it runs the same
 in this process, in a local pool or on a Dask worker. In its own fresh folder, the job
-  1. runs the hidden tests' probes on the student's exported answers (probes.py, sandboxed; a probe that hangs or
-     kills its process costs that test only: the rest run again in a fresh process), the model tests' probes
-     training the grader's models with the student's functions on the training digits,
+  1. runs the hidden tests' probes on the student's exported answers (probes.py, sandboxed, in folders of their
+     own; a probe that hangs or kills its process costs that test only: the rest run again in a fresh process; a
+     probe that carries another question's answer runs alone), the model tests' probes training the grader's models
+     with the student's functions on the training digits,
   2. checks the probes' outputs and measures the trained models on the test digits, outside the sandbox (score.py),
   3. executes the notebook (kernel.py: the kernel sandboxed, the executed copy kept here) for the TAs: its figures,
      its errors and what it saves are evidence, never points,
@@ -107,14 +108,15 @@ def sandbox_env(work: Path, control: Path, settings: Settings) -> dict:
     pinned = {name: value for name, value in os.environ.items() if name in cpu.PINNED or name == cpu.PATH_VARIABLE}
     return {**pinned, "DGM_MODE": settings.mode, "DGM_DATA_SOURCE": "given", "DGM_DATA_FILE": str(control / DIGITS),
             "DGM_OUTPUT": str(work / "out"),
-            "PYTHONPATH": f"{work / 'lib'}:{ROOT}", "OMP_NUM_THREADS": str(settings.threads),
+            "PYTHONPATH": f"{control / 'lib'}:{ROOT}", "OMP_NUM_THREADS": str(settings.threads),
             "MKL_NUM_THREADS": str(settings.threads)}
 
 
 def visible_paths(control: Path) -> list:
     """What the sandbox shows beyond the job's folder, read-only: the helpers the notebooks import, and the job's
-    control folder (the probe runner and its job file, which the job must read but never replace). Never the
-    notebooks, the answers, the results, the checkpoints, the key, the grader or .git."""
+    control folder (the student's exported answers, with the reference answers of the notebooks it imports, and the
+    digits it may read: what the job must read but never replace). Never the notebooks, the solutions, the results,
+    the checkpoints, the key, the grader, the hidden tests of other processes or .git."""
     return [ROOT / "helpers", control]
 
 
@@ -156,12 +158,15 @@ def disk_watch(work: Path, settings: Settings):
     return over
 
 
-def spawn(argv: list, work: Path, control: Path, settings: Settings, timeout: float, progress=None) -> None:
+def spawn(argv: list, work: Path, control: Path, settings: Settings, timeout: float, progress=None,
+          runner: Path | None = None) -> None:
     """Run argv sandboxed (or only limited, without the sandbox) within `timeout`, within a cell's time of the last
-    change of `progress()`, and within the disk limit; a hang is killed, with everything inside."""
+    change of `progress()`, and within the disk limit; a hang is killed, with everything inside. `runner`: a folder
+    shown read-only to this process alone."""
     env = sandbox_env(work, control, settings)
     if settings.sandboxed:
-        command = sandbox.command(argv, writable=work, readonly=visible_paths(control), env=env,
+        readonly = visible_paths(control) + ([runner] if runner else [])
+        command = sandbox.command(argv, writable=work, readonly=readonly, env=env,
                                   limits=settings.limits, cwd=work)
         popen_env = {"PATH": "/usr/bin:/bin"}
     else:
@@ -194,30 +199,49 @@ def reaper() -> sandbox.Reaper:
     return sandbox.Reaper()
 
 
-def run_probes(tests: list, job: Job, work: Path, control: Path, settings: Settings, deadline: float) -> tuple:
-    """(test name -> the probe's result, or None when it never finished; the inputs), every test run until it
-    reports or kills its process: a test that hangs or crashes is not run again, the tests after it are."""
-    module = export.module_name(Path(f"{job.notebook}.ipynb"))
+def run_probes(tests: list, job: Job, control: Path, settings: Settings, deadline: float) -> tuple:
+    """(test name -> the probe's result, or None when it never finished; the inputs). The tests whose probes carry
+    no other question's answer run together; each that does (`runs_alone`) runs after them in a process of its own,
+    so that the answers it carries are never within reach of the code graded for another question."""
     inputs = {t.name: score.draw_inputs(t, score.seed_for(settings.key_version, job.slug, t.name)) for t in tests}
-    out = work / "probes"
-    out.mkdir()
-    results, remaining = {}, list(tests)
-    shutil.copy(PROBES, control / "probes.py")
-    while remaining and time.monotonic() < deadline:
-        torch.save({"module": module, "path": str(work / "lib"), "tests": [
-            {"name": t.name, "source": t.probe_source, "inputs": inputs[t.name], "seconds": settings.cell_timeout}
-            for t in remaining]}, control / "job.pt")
-        spawn([sys.executable, str(control / "probes.py"), str(control / "job.pt"), str(out)], work, control,
-              settings, deadline - time.monotonic(), progress=lambda: len(list(out.iterdir())))
-        before = len(remaining)
-        for test in list(remaining):
-            result = score.read_result(out / f"{test.name}.pt", work)
-            if result is not None or (out / f"{test.name}.started").exists():
-                results[test.name] = result            # None: it started and never reported (a hang, a crash)
-                remaining.remove(test)
-        if len(remaining) == before:
-            break                                      # nothing started at all: running again would not help
+    module = export.module_name(Path(f"{job.notebook}.ipynb"))
+    results = {}
+    groups = [[t for t in tests if not t.runs_alone]] + [[t] for t in tests if t.runs_alone]
+    for group in filter(None, groups):
+        results.update(probe_processes(group, module, inputs, control, settings, deadline))
     return {t.name: results.get(t.name) for t in tests}, inputs
+
+
+def probe_processes(tests: list, module: str, inputs: dict, control: Path, settings: Settings,
+                    deadline: float) -> dict:
+    """Run `tests` until each reports or kills its process (a test that hangs or crashes is not run again, the tests
+    after it are), in a fresh folder with a job file that no other process sees: the notebook's kernel, which runs
+    after, sees neither the probes' code nor what they wrote."""
+    folder = Path(tempfile.mkdtemp(prefix="dgm-probes-"))
+    runner = Path(tempfile.mkdtemp(prefix="dgm-runner-"))
+    try:
+        out = folder / "probes"
+        out.mkdir()
+        shutil.copy(PROBES, runner / "probes.py")
+        results, remaining = {}, list(tests)
+        while remaining and time.monotonic() < deadline:
+            torch.save({"module": module, "path": str(control / "lib"), "tests": [
+                {"name": t.name, "source": t.probe_source, "inputs": inputs[t.name], "seconds": settings.cell_timeout}
+                for t in remaining]}, runner / "job.pt")
+            spawn([sys.executable, str(runner / "probes.py"), str(runner / "job.pt"), str(out)], folder, control,
+                  settings, deadline - time.monotonic(), progress=lambda: len(list(out.iterdir())), runner=runner)
+            before = len(remaining)
+            for test in list(remaining):
+                result = score.read_result(out / f"{test.name}.pt", folder)
+                if result is not None or (out / f"{test.name}.started").exists():
+                    results[test.name] = result        # None: it started and never reported (a hang, a crash)
+                    remaining.remove(test)
+            if len(remaining) == before:
+                break                                  # nothing started at all: running again would not help
+        return results
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+        shutil.rmtree(runner, ignore_errors=True)
 
 
 def figures(nb: nbformat.NotebookNode) -> dict:
@@ -267,14 +291,14 @@ def run_job(job: Job, settings: Settings) -> dict:
     work = Path(tempfile.mkdtemp(prefix=f"dgm-job-{job.slug[:20]}-"))
     control = Path(tempfile.mkdtemp(prefix="dgm-control-"))
     try:
-        (work / "lib" / "answers").mkdir(parents=True)
-        (work / "lib" / "answers" / "__init__.py").write_text("")
+        (control / "lib" / "answers").mkdir(parents=True)
+        (control / "lib" / "answers" / "__init__.py").write_text("")
         for name, text in job.answers.items():
-            (work / "lib" / "answers" / f"{name}.py").write_text(text)
+            (control / "lib" / "answers" / f"{name}.py").write_text(text)
         (work / "out").mkdir()
         torch.save(digits.given_to_the_sandbox(), control / DIGITS)
         if tests:
-            results, inputs = run_probes(tests, job, work, control, settings, deadline)
+            results, inputs = run_probes(tests, job, control, settings, deadline)
             for test in tests:
                 if isinstance(test, bank.ModelTest):
                     verdict, measured[test.name] = score.evaluate_trained(

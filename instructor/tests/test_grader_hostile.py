@@ -61,6 +61,71 @@ WRONG_KL = ("return torch.log(s2 / s1) + (s1**2 + (m1 - m2) ** 2) / (2 * s2**2) 
             "return torch.log(s2 / s1) + (s1**2 + (m1 - m2) ** 2) / (2 * s1**2) - 0.5")
 
 
+STEALS = """
+    if _stolen is None:
+        raise NotImplementedError("not written yet")
+    return _stolen(d, p_data, p_model, dx)
+
+
+def _exec_probes(job):
+    import math
+    import torch
+
+    namespace = {"torch": torch, "math": math}
+    for test in job["tests"]:
+        try:
+            exec(test["source"], namespace)
+        except Exception:
+            pass
+    return namespace.get("reference_value_on_grid")
+
+
+def _from_the_job_file():
+    import sys
+    import torch
+
+    try:
+        return _exec_probes(torch.load(sys.argv[1], weights_only=True))
+    except Exception:
+        return None
+
+
+def _from_the_frames():
+    import sys
+
+    frame = sys._getframe()
+    while frame is not None:
+        job = frame.f_locals.get("job")
+        if isinstance(job, dict) and "tests" in job:
+            return _exec_probes(job)
+        frame = frame.f_back
+    return None
+
+
+_stolen = _from_the_%s()
+"""
+GAN_THEORY = "05_gan_theory"
+# run by the kernel: the probes' job files and the code of the hidden tests, wherever a job could find them
+READS_PROBES = """
+import glob, os
+for path in glob.glob("/tmp/**/job.pt", recursive=True) + glob.glob("/tmp/**/probes.py", recursive=True) + [
+        p for folder in os.environ.get("PYTHONPATH", "").split(":") if folder
+        for p in glob.glob(folder + "/../*") + glob.glob(folder + "/../../*")]:
+    if path.endswith(("job.pt", "probes.py")):
+        raise RuntimeError("PROBE " + open(path, "rb").read()[:3000].decode("latin-1"))
+"""
+
+
+def stolen_stand_in(route: str) -> nbformat.NotebookNode:
+    """05 with C3b answered by the reference stand-in that a later probe carries, read from `route`."""
+    nb = nbformat.read(ROOT / "notebooks" / f"{GAN_THEORY}.ipynb", as_version=4)
+    cell = answer_cell(nb, "C3b_value_on_grid")
+    body = "    return ((p_data * torch.log(d) + p_model * torch.log1p(-d)) * dx).sum()\n"
+    assert body in cell.source
+    cell.source = cell.source.replace(body, STEALS % route)
+    return nb
+
+
 def build_class(base: Path, secret_file: Path) -> dict:
     """student -> (notebook or special file setup); returns the submissions folder's expectations."""
     subs = base / "submissions"
@@ -76,7 +141,8 @@ for path in ["{ROOT}/notebooks/{NOTEBOOK}.ipynb", "{ROOT}/answers/kl_divergence.
              "{ROOT}/instructor/key.json", "{ROOT}/instructor/grader/bank/kl_divergence.py"]:
     if os.path.exists(path):
         raise SystemExit("LEAK " + path)
-mine = os.getcwd()                                  # a classmate graded at the same time
+# a classmate graded at the same time; its own folder and its own answers (on its PYTHONPATH) are its own
+mine = (os.getcwd(), os.path.dirname(os.environ["PYTHONPATH"].split(":")[0]))
 for path in glob.glob("/tmp/**/answers/kl_divergence.py", recursive=True) + glob.glob("/tmp/dgm-job-*"):
     if not path.startswith(mine):
         raise SystemExit("LEAK " + path)
@@ -113,6 +179,7 @@ if os.fork() == 0:
         "stray_paren": with_code(solution(), "C3e_functions", "return 0.0 if theta_p == theta_q else math.inf",
                                  "return 0.0 if theta_p == theta_q else math.inf)"),
         "raises_at_import": attack("scale = 1 / 0"),
+        "reads_the_probes": attack(READS_PROBES),
     }
     for name in ("honest_wrong_no_checks",):
         nb = with_code(solution(), "A3_gaussian_kl", *WRONG_KL)
@@ -123,6 +190,9 @@ if os.fork() == 0:
     for name, nb in notebooks.items():
         (subs / name).mkdir(parents=True)
         nbformat.write(nb, subs / name / f"{NOTEBOOK}.ipynb")
+    for route in ("job_file", "frames"):
+        (subs / f"steals_from_{route}").mkdir()
+        nbformat.write(stolen_stand_in(route), subs / f"steals_from_{route}" / f"{GAN_THEORY}.ipynb")
     # files, not code; a student named like the grader's own plan file hands in an older notebook format
     (subs / "plan.json").mkdir()
     nbformat.write(nbformat.convert(solution(), 3), subs / "plan.json" / f"{NOTEBOOK}.ipynb")
@@ -256,3 +326,18 @@ def test_nothing_outside_the_jobs_changed(graded):
 def test_the_feedback_shows_no_expected_value_unless_asked(graded):
     feedback = graded["feedback"]["honest_wrong"]
     assert "wrong for" in feedback and "(expected " not in feedback
+
+
+@pytest.mark.parametrize("route", ["job_file", "frames"])
+def test_a_stand_in_that_another_test_carries_is_out_of_reach_while_its_question_is_graded(graded, route):
+    """C3d's probe carries the reference `value_on_grid` as a stand-in: it runs alone, after C3b is graded, so an
+    answer that looks for it in the job file or the probe runner's frames finds nothing and scores as its stub."""
+    row = graded["rows"][f"steals_from_{route}"]
+    assert float(row["C3b"]) == 0.0 and float(row["C3a"]) > 0
+    assert "not answered (the stub is still there)" in graded["feedback"][f"steals_from_{route}"]
+
+
+def test_the_kernel_sees_no_probe_and_its_errors_quote_none(graded):
+    feedback = graded["feedback"]["reads_the_probes"]
+    assert "PROBE" not in feedback and "def probe" not in feedback
+    assert auto(graded["rows"]["reads_the_probes"]) == FULL

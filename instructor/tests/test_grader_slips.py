@@ -4,6 +4,7 @@ the probes' import, without running notebooks; the hostile class grades the same
 import subprocess
 import sys
 import textwrap
+import types
 from pathlib import Path
 
 import nbformat
@@ -116,3 +117,49 @@ def test_a_notebook_near_the_size_limit_costs_the_graders_process_little_and_ren
     assert (tmp_path / "huge" / "subs" / "s" / "03_kl_divergence.ipynb").stat().st_size > 17 * 2**20
     assert peaks["huge"][0] - peaks["ordinary"][0] < 500 * 2**20, peaks
     assert peaks["huge"][1] < 60, peaks
+
+
+def test_a_duplicated_answer_cell_is_named_and_the_first_copy_graded():
+    nb = solution("05_gan_theory")
+    index, cell = next((i, c) for i, c in enumerate(nb.cells)
+                       if export.grading(c).get("grade_id") == "C3c_optimal_discriminator")
+    copy = nbformat.from_dict(dict(cell))
+    copy["id"] = "pasted-copy"
+    nb.cells.insert(index + 1, copy)
+    result = rebuild.rebuild(jobs.released("05_gan_theory"), nb)
+    words = "C3c_optimal_discriminator appears 2 times: the first was graded"
+    assert any(words in problem for problem in result.problems), result.problems
+
+
+def test_a_number_of_a_float_subclass_is_handed_back_as_the_number_it_holds():
+    import numpy as np
+    import torch
+
+    from instructor.grader import probes, score
+
+    result = probes.run_test(types.SimpleNamespace(f=lambda: np.float64(0.25)),
+                             {"name": "t", "source": "def probe(answers, inputs):\n    return {'v': answers.f()}",
+                              "inputs": {}})
+    value = torch.load(score._roundtrip(result), weights_only=True)["outputs"]["v"]
+    assert value == 0.25 and type(value) is float
+
+
+def test_what_one_answer_switches_off_in_torch_is_back_on_for_the_next_test():
+    import torch
+
+    from instructor.grader import probes
+
+    def switches_off():
+        torch.set_grad_enabled(False)
+        torch.set_default_dtype(torch.float64)
+
+    module = types.SimpleNamespace(switch=switches_off, needs=lambda: torch.ones(2, requires_grad=True).sum() * 2)
+    probe = "def probe(answers, inputs):\n    return {'v': answers.%s()}"
+    try:
+        probes.run_test(module, {"name": "a", "source": probe % "switch", "inputs": {}})
+        assert not torch.is_grad_enabled()                  # the state the first answer left behind
+        result = probes.run_test(module, {"name": "b", "source": probe % "needs", "inputs": {}})
+        assert result["outputs"]["v"].dtype == torch.float32 and torch.is_grad_enabled()
+    finally:
+        torch.set_grad_enabled(True)
+        torch.set_default_dtype(torch.float32)

@@ -42,6 +42,12 @@ class _Probed:
     """What the sandbox receives of a test: its probe, with the plain functions it calls."""
 
     @property
+    def runs_alone(self) -> bool:
+        """True when the probe carries another question's answer, as a stand-in (a shared function named
+        `reference_*` or `*_stand_in`): it then runs after the others, in a process and folder of its own."""
+        return any(f.__name__.startswith("reference_") or f.__name__.endswith("_stand_in") for f in self.shared)
+
+    @property
     def probe_source(self) -> str:
         """The probe as the sandbox receives it: the shared functions, then a plain `def probe(answers, inputs)`."""
         sources = [textwrap.dedent(inspect.getsource(f)) for f in (*self.shared, self.probe)]

@@ -117,18 +117,16 @@ def _two_jsd(p, q, dx):
     return 2 * _entropy((p + q) / 2, dx) - _entropy(p, dx) - _entropy(q, dx)
 
 
-def _pairs_with_values(rng, with_equal_pair=False, zeros=False) -> dict:
-    """Fresh pairs of densities, each with its C(G) = -log 4 + 2 JSD as the grader computes it."""
+def _fresh_pairs(rng, with_equal_pair=False, zeros=False) -> dict:
+    """Fresh pairs of densities on a grid (their expected values are computed in the checks, never sent with them)."""
     pairs, dx = _grid_pairs(rng, 3, zeros=zeros)
     if with_equal_pair:
         pairs.append({"p_data": pairs[0]["p_data"], "p_model": pairs[0]["p_data"]})
-    for pair in pairs:
-        pair["value"] = (-math.log(4) + _two_jsd(pair["p_data"], pair["p_model"], dx)).item()
     return {"pairs": pairs, "dx": dx}
 
 
 # The reference answers of C3b-C3d and the given `kl_on_grid`, as plain code: the stand-ins for the student's own.
-# A probe sends only those of questions tested before its own, as the sandbox runs a notebook's tests in one process.
+# A probe that sends them runs alone, after the others (bank.runs_alone): no other question is graded beside them.
 def reference_value_on_grid(d, p_data, p_model, dx):
     return ((p_data * torch.log(d) + p_model * torch.log1p(-d)) * dx).sum()
 
@@ -162,7 +160,7 @@ class ValueAtOptimalDiscriminator:
 
     @staticmethod
     def inputs(rng):
-        return _pairs_with_values(rng, with_equal_pair=True)
+        return _fresh_pairs(rng, with_equal_pair=True)
 
     @staticmethod
     def probe(answers, inputs):
@@ -172,7 +170,8 @@ class ValueAtOptimalDiscriminator:
 
     @staticmethod
     def check(inputs, outputs, ref):
-        expected = [pair["value"] for pair in inputs["pairs"]]
+        expected = [(-math.log(4) + _two_jsd(pair["p_data"], pair["p_model"], inputs["dx"])).item()
+                    for pair in inputs["pairs"]]
         return compare(outputs["values"], expected, "C(G) for four pairs of densities", rtol=1e-6)
 
 
@@ -185,7 +184,7 @@ class NonSaturatingCriterion:
 
     @staticmethod
     def inputs(rng):
-        return _pairs_with_values(rng, zeros=True)
+        return _fresh_pairs(rng, zeros=True)
 
     @staticmethod
     def probe(answers, inputs):

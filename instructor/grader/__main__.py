@@ -21,6 +21,8 @@ from pathlib import Path
 
 import nbformat
 
+from instructor import course_model
+
 from . import bank, cluster, jobs, lms, plan, report, run, sandbox, unsandboxed
 from .run import Settings
 
@@ -74,7 +76,7 @@ def grade(args) -> int:
     settings = settings_from(args, read_key())
     course = lms.course_of(submissions, args.course)
     late, roster = lms.lateness(submissions, course), lms.roster(course, submissions)   # a bad file stops here
-    students, skipped = plan.read_class(submissions, jobs.graded_notebooks())
+    students, skipped = plan.read_class(submissions, course_model.load().graded_notebooks())
     if not students:
         raise SystemExit(f"{submissions} holds no student folders")
     for name in skipped:
@@ -103,10 +105,10 @@ def grade(args) -> int:
     sandbox.sweep(0)                     # the jobs' empty cgroups
     by_job = {(r["slug"], r["notebook"]): r for r in results.values()}
     for student in students:
-        for stem in jobs.graded_notebooks():
+        for stem in course_model.load().graded_notebooks():
             if (student.slug, stem) not in by_job:
                 by_job[(student.slug, stem)] = jobs.not_handed_in(student, stem)
-        by_job[(student.slug, jobs.graded_notebooks()[0])]["student_problems"] = student.problems
+        by_job[(student.slug, course_model.load().graded_notebooks()[0])]["student_problems"] = student.problems
         for stem, nb in student.notebooks.items():      # for the TA pages, beside the grader's rerun
             by_job[(student.slug, stem)]["handed_in_figures"] = run.figures(nb)
     shutil.rmtree(grades / "submitted", ignore_errors=True)
@@ -167,7 +169,7 @@ def write_outputs(grades: Path, by_job: dict, settings: Settings, show_expected:
                "late": late or {}, "roster": roster or {},
                "sandboxed": settings.sandboxed, "submissions": str(submissions), "key_version": settings.key_version,
                "jobs": total, "ran": ran, "results": results}
-    book = report.write_reports(grades, results, jobs.manual_parts(), show_expected, details)
+    book = report.write_reports(grades, results, course_model.load().ta_parts(), show_expected, details)
     say_sheet_problems(book)
     pending = sum(1 for row in book.values() if row["TA parts to grade"])
     if pending:
@@ -192,7 +194,7 @@ def gradebook(args) -> int:
         details = json.loads((grades / "details.json").read_text())
     except (OSError, json.JSONDecodeError):
         raise SystemExit(f"{grades / 'details.json'} is missing: run `make grade` first") from None
-    book = report.write_reports(grades, details["results"], jobs.manual_parts(), args.show_expected, details)
+    book = report.write_reports(grades, details["results"], course_model.load().ta_parts(), args.show_expected, details)
     problems = say_sheet_problems(book)
     print(f"wrote {grades / 'gradebook.csv'} from the last grading and {grades / 'manual-points.csv'}"
           + (f"; the {len(problems)} value(s) named above were left out: correct them and run `make gradebook` "
@@ -205,10 +207,10 @@ def make_key(args) -> int:
     with tempfile.TemporaryDirectory(prefix="dgm-key-") as tmp:
         reference = Path(tmp) / "submissions" / "reference"
         reference.mkdir(parents=True)
-        for stem in jobs.graded_notebooks():
+        for stem in course_model.load().graded_notebooks():
             shutil.copy(ROOT / "notebooks" / f"{stem}.ipynb", reference / f"{stem}.ipynb")
         settings = settings_from(args, {})
-        students, _ = plan.read_class(reference.parent, jobs.graded_notebooks())
+        students, _ = plan.read_class(reference.parent, course_model.load().graded_notebooks())
         results, _ = cluster.run_all(jobs.jobs_for(students[0]), settings, Path(tmp) / "cache", workers=args.jobs)
     if not_graded(results.values()):
         raise SystemExit("instructor/key.json was not written")

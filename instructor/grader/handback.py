@@ -17,8 +17,8 @@ from pathlib import Path
 import nbformat
 from nbconvert import HTMLExporter
 
-from answers import export
 from instructor.site import for_reading
+from tools import nbcells
 
 from . import pages
 from .files import umask, write_text
@@ -88,7 +88,7 @@ def annotated(nb: nbformat.NotebookNode, lines: dict) -> nbformat.NotebookNode:
                 output["data"].pop(WIDGET, None)
     last = {}
     for index, cell in enumerate(nb.cells):
-        grade_id = export.grading(cell).get("grade_id")
+        grade_id = nbcells.grading(cell).get("grade_id")
         if grade_id and grade_id.split("_", 1)[0] in lines:
             last[grade_id.split("_", 1)[0]] = index
     cells = []

@@ -25,6 +25,7 @@ import nbformat
 import torch
 
 from answers import export
+from tools import nbcells
 
 from . import bank, kernel, sandbox, score, unsandboxed
 from .reference import Reference
@@ -219,7 +220,7 @@ def figures(nb: nbformat.NotebookNode) -> dict:
     """grade_id -> the PNG images (base64) of each figure answer cell of an executed notebook."""
     found = {}
     for cell in nb.cells:
-        meta = export.grading(cell)
+        meta = nbcells.grading(cell)
         if cell.cell_type == "code" and meta.get("grade") and meta.get("solution"):
             found[meta["grade_id"]] = [o["data"]["image/png"] for o in cell.get("outputs", [])
                                        if "image/png" in o.get("data", {})][:6]
@@ -241,7 +242,7 @@ def cell_errors(nb: nbformat.NotebookNode, errors: list) -> list:
     shown = []
     for error in errors:
         cell = nb.cells[error.index]
-        grade_id = export.grading(cell).get("grade_id")
+        grade_id = nbcells.grading(cell).get("grade_id")
         if grade_id:
             shown.append(f"your answer cell {grade_id} raised {error.ename}: {error.evalue[:200]}")
         else:

@@ -10,6 +10,7 @@ import nbformat
 import pytest
 import torch
 
+from instructor import course_model
 from instructor.grader import bank, jobs, plan, rebuild, report, run, sandbox, score
 
 TEST = next(t for t in bank.tests("03_kl_divergence") if t.name == "GaussianKL")
@@ -79,7 +80,7 @@ def test_one_students_odd_notebook_or_names_never_stop_the_class(tmp_path):
     nbformat.write(nb, folder / "03_kl_divergence.ipynb")
     (folder / "notes\udcff.ipynb").write_text("{}")              # a file name that is not UTF-8
     nbformat.write(nb, folder / "00_setup.ipynb")                # shipped by the release, asks nothing
-    students, _ = plan.read_class(tmp_path / "subs", jobs.graded_notebooks())
+    students, _ = plan.read_class(tmp_path / "subs", course_model.load().graded_notebooks())
     assert any("notes\\xff.ipynb is not a notebook of this homework" in p for p in students[0].problems)
     assert not any("00_setup" in p for p in students[0].problems)
     assert [job.notebook for job in jobs.jobs_for(students[0])] == ["03_kl_divergence"]
@@ -90,7 +91,7 @@ def test_folder_names_are_kept_byte_for_byte_and_hidden_ones_are_named(tmp_path)
     for raw in (b"zo\xeb", b"zo\xe9", b".late"):                 # Latin-1 names from an old zip tool; a hidden one
         (subs / os.fsdecode(raw)).mkdir(parents=True)
     (subs / ".collected.json").write_text("{}")                  # make collect's own file: not a student
-    students, skipped = plan.read_class(subs, jobs.graded_notebooks())
+    students, skipped = plan.read_class(subs, course_model.load().graded_notebooks())
     assert sorted(s.name for s in students) == ["zo\\xe9", "zo\\xeb"]
     assert len({s.slug for s in students}) == 2
     assert skipped == [".late: a hidden name (rename it without the leading dot)"]

@@ -49,7 +49,7 @@ class Settings:
     """How a class is graded: the same for every job."""
     mode: str = "quick"
     cell_timeout: float = 600
-    notebook_timeout: float = 1800
+    notebook_timeout: float = sandbox.Limits.wall_seconds   # one place for the default: the sandbox's limits
     sandboxed: bool = True
     threads: int = 1
     key_version: str = ""

@@ -47,7 +47,7 @@ class Limits:
     files: int = 20_000                # files and folders in it: an empty file takes an inode and a scan's time
     open_files: int = 1024
     cpu_seconds: int | None = None     # optional RLIMIT_CPU
-    wall_seconds: float = 1800         # enforced by the caller's timeout, recorded here for one place of truth
+    wall_seconds: float = 1800         # a notebook's time: the default of --timeout, enforced by the runner
 
 
 # --------------------------------------------------------------------------------------------------------------------

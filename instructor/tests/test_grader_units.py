@@ -144,3 +144,17 @@ def test_a_job_that_makes_many_empty_files_is_stopped_and_its_scan_stays_short(t
     scan = time.monotonic()
     assert run.folder_usage(tmp_path, 2**40, 2_000)[1] == 2_001 and time.monotonic() - scan < 1
     assert run.folder_usage(tmp_path, 10 * 4096, 10**9)[0] <= 11 * 4096            # empty files take a block each
+
+
+def test_the_grader_reads_its_settings_once_from_the_command_line_and_the_environment():
+    from instructor.grader.config import Dask, GraderConfig
+
+    config = GraderConfig.from_command_line(["grade", "subs", "-j", "3", "--no-sandbox", "--student", "ada",
+                                             "--timeout", "60"], environ={"DASK_SCHEDULER": "tcp://h:8786"})
+    assert (config.command, config.submissions, config.jobs, config.sandboxed, config.students, config.mode) == \
+        ("grade", Path("subs"), 3, False, ("ada",), "quick")
+    assert config.notebook_timeout == 60 and config.dask == Dask(scheduler="tcp://h:8786")
+    assert config.dask.used(1) and "tcp://h:8786" in config.dask.where(3)
+    plain = GraderConfig.from_command_line(["gradebook"], environ={})
+    assert plain.dask == Dask() and not plain.dask.used(1) and plain.dask.used(2) and plain.notebook_timeout == 1800
+    assert Dask.from_environ({"DGM_FORCE_DASK": "1", "DASK_CLUSTER": "slurm"}).where(4) == "on 4 slurm worker(s)"

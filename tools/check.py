@@ -14,15 +14,14 @@ notebooks' tests are their self-check cells.
 import argparse
 import os
 import re
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from answers import export
+from tools import nbcells
+
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-from answers import export  # noqa: E402
-from tools import nbcells  # noqa: E402
 
 WRITTEN_STUB = "**YOUR ANSWER HERE**"
 

@@ -100,3 +100,14 @@ def test_a_result_of_a_question_the_course_does_not_ask_stops_the_gradebook():
         report.totals(results, {}, {})
     with pytest.raises(course_model.CourseError, match="TA part Z9_essay.*'Z9'"):
         report.maxima({}, {("03_kl_divergence", "Z9_essay"): ("Z9", 2.0)})
+
+
+def test_the_release_and_the_site_read_the_course_without_importing_the_bank():
+    import subprocess
+    import sys
+
+    code = ("import sys; from instructor import release, site; release.questions_table; "
+            "from instructor import course_model; course_model.load().tests(); "
+            "print(sorted(m for m in sys.modules if m.startswith('instructor.grader')))")
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and done.stdout.strip() == "[]", done.stdout + done.stderr

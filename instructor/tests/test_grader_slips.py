@@ -93,6 +93,7 @@ def test_a_notebook_near_the_size_limit_costs_the_graders_process_little_and_ren
     script = textwrap.dedent("""
         import resource, sys, time
         from pathlib import Path
+        from instructor import course_model
         from instructor.grader import handback, jobs, plan, run
         started = time.monotonic()
         students, _ = plan.read_class(Path(sys.argv[1]), course_model.load().graded_notebooks())

@@ -88,22 +88,23 @@ def module_name(stem: str) -> str:
     return stem.split("_", 1)[1]
 
 
+def notebook_of(stems, module: str) -> str | None:
+    """The notebook (of `stems`) that a bank module tests: vae.py and vae_latent.py test 04_vae (the longest answer
+    module name that is the module's name or a prefix of it before a `_`); None for a helper module (compare.py)."""
+    name = module.rsplit(".", 1)[-1]
+    found = [stem for stem in stems if name == module_name(stem) or name.startswith(f"{module_name(stem)}_")]
+    return max(found, key=lambda stem: len(module_name(stem))) if found else None
+
+
 @dataclass(frozen=True)
 class Course:
     root: Path
     notebooks: tuple       # every numbered notebook's stem, 00 included
     questions: tuple       # every Question, in order
-
-    # --- where things are
-    def modules(self) -> dict:
-        """answer (and bank) module name -> notebook stem."""
-        return {module_name(stem): stem for stem in self.notebooks}
+    all_tests: tuple = ()  # every hidden and model test (Part), in the bank's order: module name, then definition
 
     def notebook_of_module(self, name: str) -> str | None:
-        """The notebook a bank module tests (vae.py and vae_latent.py test 04_vae), or None for a helper module."""
-        name = name.rsplit(".", 1)[-1]
-        keys = [key for key in self.modules() if name == key or name.startswith(f"{key}_")]
-        return self.modules()[max(keys, key=len)] if keys else None
+        return notebook_of(self.notebooks, name)
 
     # --- questions
     def asked(self, notebook: str | None = None) -> list:
@@ -138,9 +139,7 @@ class Course:
 
     def tests(self, notebook: str | None = None) -> list:
         """The hidden and model tests, in the bank's order (module name, then definition)."""
-        found = [p for p in self.parts(notebook) if p.grader != TA]
-        rank = {key: i for i, key in enumerate(self._test_order)}
-        return sorted(found, key=lambda p: rank[(p.notebook, p.name)])
+        return [p for p in self.all_tests if notebook in (None, p.notebook)]
 
     def ta_parts(self) -> dict:
         """(notebook, grade_id) -> (question id, points) of every part a TA grades: written answers and figures."""
@@ -150,10 +149,6 @@ class Course:
         """(hidden tests, model tests, TA) points of a notebook."""
         parts = self.parts(notebook)
         return tuple(sum(p.points for p in parts if p.grader == g) for g in (HIDDEN_TEST, MODEL_TEST, TA))
-
-    @property
-    def _test_order(self) -> list:
-        return _bank_order(self.root)
 
 
 # --- reading ------------------------------------------------------------------------------------------------------
@@ -190,20 +185,17 @@ def _declarations(path: Path) -> list:
     return found
 
 
-@cache
-def _bank_tests(root: Path) -> tuple:
-    """(notebook, Part) of every test in root's bank, in module name then definition order."""
+def _bank_tests(root: Path, stems: tuple) -> tuple:
+    """Every test (Part) in root's bank, in module name then definition order."""
     bank = root / BANK
     if not bank.is_dir():
         return ()
-    stems = tuple(p.stem for p in sorted((root / "notebooks").glob("[0-9][0-9]_*.ipynb")))
-    probe = Course(root, stems, ())
     found = []
     for path in sorted(bank.glob("*.py")):
         if path.stem.startswith("_"):
             continue
         declared = _declarations(path)
-        notebook = probe.notebook_of_module(path.stem)
+        notebook = notebook_of(stems, path.stem)
         if declared and notebook is None:
             raise CourseError(f"{BANK / path.name} declares tests ({', '.join(d[0] for d in declared)}) but no "
                               f"notebook's answer module is named {path.stem} (or a prefix of it before a `_`): "
@@ -211,10 +203,6 @@ def _bank_tests(root: Path) -> tuple:
         found += [Part(question, notebook, name, points, grader, description)
                   for name, question, points, grader, description in declared]
     return tuple(found)
-
-
-def _bank_order(root: Path) -> list:
-    return [(p.notebook, p.name) for p in _bank_tests(root)]
 
 
 def _read_notebook(path: Path) -> tuple:
@@ -251,8 +239,9 @@ def load(root: Path = ROOT) -> Course:
     root = Path(root).resolve()
     paths = sorted((root / "notebooks").glob("[0-9][0-9]_*.ipynb"))
     read = {path.stem: _read_notebook(path) for path in paths}
+    all_tests = _bank_tests(root, tuple(read))
     tests = {}
-    for part in _bank_tests(root):
+    for part in all_tests:
         if part.question not in read[part.notebook][0]:
             raise CourseError(f"{BANK}: test {part.name} is of question {part.question!r}, which "
                               f"notebooks/{part.notebook}.ipynb does not ask (known there: "
@@ -269,7 +258,7 @@ def load(root: Path = ROOT) -> Course:
         own_ta = [p for p in own_ta if p.description == "written"] + [p for p in own_ta if p.description == "figure"]
         questions.append(Question(qid, stem, stated[qid], qid if count[qid] == 1 else f"{qid}@{stem[:2]}",
                                   tuple(answers.get(qid, [])), tuple(tests.get((stem, qid), []) + own_ta)))
-    return Course(root, tuple(path.stem for path in paths), tuple(questions))
+    return Course(root, tuple(read), tuple(questions), all_tests)
 
 
 # --- what is made from it ------------------------------------------------------------------------------------------

@@ -84,7 +84,7 @@ def test_a_part_or_test_without_its_question_stops_the_model_naming_it(tmp_path)
 
     bank.unlink()
     (bank.parent / "klx_divergence.py").write_text('@hidden_test("A3", points=1)\nclass Lost:\n    """Lost."""\n')
-    course_model._bank_tests.cache_clear()
+    course_model.load.cache_clear()
     with pytest.raises(course_model.CourseError, match="klx_divergence.py declares tests \\(Lost\\)"):
         course_model.load(root)
 

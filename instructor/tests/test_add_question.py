@@ -61,10 +61,12 @@ def run(copy: Path, *argv: str, timeout: float = 300) -> str:
 
 @pytest.fixture(scope="module")
 def course(tmp_path_factory) -> Path:
-    """A copy of the repository's tracked files, as a git repository (the release lists its files with git), with
-    the question Z1 added: three cells at the end of notebook 01 and a test at the end of its bank module."""
+    """A copy of the repository's files (those git tracks or would track: what a clone holds, with work not yet
+    committed), as a git repository (the release lists its files with git), with the question Z1 added: three cells
+    at the end of notebook 01 and a test at the end of its bank module."""
     copy = tmp_path_factory.mktemp("course") / "repo"
-    tracked = subprocess.run(["git", "ls-files", "-z"], cwd=ROOT, capture_output=True, check=True).stdout
+    tracked = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=ROOT,
+                             capture_output=True, check=True).stdout
     for name in filter(None, tracked.decode().split("\0")):
         if (ROOT / name).is_file():
             (copy / name).parent.mkdir(parents=True, exist_ok=True)

@@ -111,3 +111,13 @@ def test_the_release_and_the_site_read_the_course_without_importing_the_bank():
             "print(sorted(m for m in sys.modules if m.startswith('instructor.grader')))")
     done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0 and done.stdout.strip() == "[]", done.stdout + done.stderr
+
+
+def test_a_notebook_without_a_row_in_the_instructors_table_gets_one():
+    course = course_model.load()
+    guide = (ROOT / "docs" / "instructors.md").read_text()
+    without = "\n".join(line for line in guide.split("\n") if not line.startswith("| 07 |"))
+    rows = course_model.instructors_guide(course, without).split("\n")
+    row = next(line for line in rows if line.startswith("| 07 |"))
+    assert row.startswith("| 07 | - | `Linear` (A18)") and "`sgd_step` (A20)" in row
+    assert row.endswith("| - | 9 + 2 + 7 |")

@@ -43,7 +43,7 @@ answers: setup ## export the notebooks' answer cells to answers/*.py (later note
 	$(BIN)/python -m answers.export
 
 run: setup answers ## execute every notebook with full settings (committed outputs); a notebook changes only if it succeeds
-	DGM_MODE=full $(BIN)/python tools/run_notebooks.py --kernel $(KERNEL) $(NOTEBOOKS)
+	DGM_MODE=full $(BIN)/python -m tools.run_notebooks --kernel $(KERNEL) $(NOTEBOOKS)
 
 # test processes: one per core, each with one torch thread (`make test TEST_THREADS=2`: two threads each)
 TEST_WORKERS ?= $(shell $(PYTHON) -c 'import os; print(os.cpu_count() or 1)')

@@ -1,10 +1,11 @@
 """`make answers`: export each notebook's answer code into answers/<name>.py, for later notebooks and the tests.
 
-An answer is marked the way nbgrader marks it: a cell whose metadata says `nbgrader.solution: true`, its answer
-between `### BEGIN SOLUTION` and `### END SOLUTION`, its question in `nbgrader.grade_id` (`<question id>_<part>`, e.g.
-`A3_gaussian_kl`). Code answers (`nbgrader.grade: false`) are exported: their imports, functions, classes and
-assignments, in notebook order. Anything else a code answer cell runs (a `print`, a plot) stays in the notebook and is
-named on the terminal, never dropped in silence; a cell that cannot be parsed stops the export with its name.
+An answer is marked the way nbgrader marks it (read by tools/nbcells.py): a cell whose metadata says
+`nbgrader.solution: true`, its answer between `### BEGIN SOLUTION` and `### END SOLUTION`, its question in
+`nbgrader.grade_id` (`<question id>_<part>`, e.g. `A3_gaussian_kl`). Code answers (`nbgrader.grade: false`) are
+exported: their imports, functions, classes and assignments, in notebook order. Anything else a code answer cell
+runs (a `print`, a plot) stays in the notebook and is named on the terminal, never dropped in silence; a cell that
+cannot be parsed stops the export with its name.
 
     python -m answers.export [--check] [--notebooks DIR] [--answers DIR] [--only 03_kl_divergence]
 """
@@ -16,6 +17,8 @@ import re
 import symtable
 import sys
 from pathlib import Path
+
+from tools.nbcells import grading, is_code_answer, source_of
 
 ROOT = Path(__file__).resolve().parent.parent
 BEGIN, END = "### BEGIN SOLUTION", "### END SOLUTION"
@@ -29,30 +32,6 @@ UNANSWERED = re.compile(r"\(question (?P<question>[\w-]+), notebook (?P<notebook
 
 class ExportError(ValueError):
     """An answer cell that cannot be exported; the message names the notebook and the cell."""
-
-
-def source_of(cell) -> str:
-    source = cell["source"]
-    return source if isinstance(source, str) else "".join(source)
-
-
-def grading(cell) -> dict:
-    """The cell's nbgrader metadata ({} for a cell that is not part of the exercise, or whose metadata is not a
-    mapping: a notebook from elsewhere may hold anything there)."""
-    metadata = cell.get("metadata") if isinstance(cell, dict) else None
-    meta = metadata.get("nbgrader") if isinstance(metadata, dict) else None
-    return meta if isinstance(meta, dict) and isinstance(meta.get("grade_id", ""), str) else {}
-
-
-def question_of(cell) -> str | None:
-    """The question id a solution cell answers: the part of its grade_id before the first '_'."""
-    meta = grading(cell)
-    return meta["grade_id"].split("_", 1)[0] if meta.get("solution") and meta.get("grade_id") else None
-
-
-def is_code_answer(cell) -> bool:
-    """A code cell holding answer code to run and export (nbgrader's "autograded answer")."""
-    return cell["cell_type"] == "code" and grading(cell).get("solution", False) and not grading(cell).get("grade")
 
 
 def regions(source: str) -> list:

@@ -33,7 +33,7 @@ from datetime import datetime
 from pathlib import Path
 
 from instructor import course as courses
-from instructor import questions, sources
+from instructor import course_model, sources
 
 SAFE_ID = re.compile(r"^[A-Za-z0-9@+_-][A-Za-z0-9@+._-]{0,99}$")
 ALIASES = {"id": ("id", "identifier"), "github": ("github", "github_username")}
@@ -180,7 +180,7 @@ def collect(kind: str, source: Path, course: courses.Course, out: Path, force: b
     out = out.expanduser().absolute()
     check_out(out, force)
     tz = course.deadline.tzinfo
-    expected = sorted(questions.ids_by_notebook())
+    expected = course_model.load().graded_notebooks()
     roster = read_roster(source if kind == "github" else course.roster)
     said = []
     if kind == "github":

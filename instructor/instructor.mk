@@ -56,7 +56,7 @@ ifneq ($(filter similarity,$(MAKECMDGOALS)),)
   endif
 endif
 
-.PHONY: instructor test-fast student key collect grade gradebook similarity html html-student mutate bench sandbox-check
+.PHONY: instructor questions test-fast student key collect grade gradebook similarity html html-student mutate bench sandbox-check
 
 instructor: $(INSTRUCTOR) ## install the instructor-only tools (nbgrader, Dask, a local MathJax) into .venv
 
@@ -66,6 +66,13 @@ $(INSTRUCTOR): $(STAMP) requirements-instructor.txt instructor/instructor.mk
 	$(BIN)/python -m pip install --quiet -r requirements-instructor.txt
 	$(BIN)/python -c 'import pathlib, sysconfig; pathlib.Path(sysconfig.get_path("purelib"), "dgm-course-repository.pth").write_text("$(CURDIR)\n")'
 	touch $@
+
+# QUESTIONS.md and the points of docs/instructors.md, from the notebooks' metadata and the bank's declarations (the
+# course model reads them as text: no instructor tool is needed); `make answers` makes them too
+questions: $(STAMP) ## write QUESTIONS.md and the points table of docs/instructors.md from the notebooks and the bank
+	$(BIN)/python -m instructor.course_model
+
+answers: questions
 
 # `make test` runs instructor/tests too, which need the instructor tools and the grader's sandbox
 test: $(INSTRUCTOR) sandbox-check

@@ -5,7 +5,8 @@ replaces every region between `### BEGIN SOLUTION` and `### END SOLUTION` of a s
 stub and refuses a region in any other cell, ClearHiddenTests drops `### BEGIN HIDDEN TESTS` regions, and ClearOutput
 removes every output. NamedStubs, the one extension, only chooses each stub: code raises NotImplementedError naming the
 function and the question, a written answer becomes a Markdown cell "YOUR ANSWER HERE". Each release notebook then
-gets a table of its questions (questions.py, the bank's points, the written parts' points) under its title.
+gets a table of its questions under its title, made from the course model (course_model.py), which reads the hidden
+tests' declarations as text: the release never imports the bank.
 
     python -m instructor.release --out release --repository https://github.com/<course>/<homework>
 """
@@ -25,9 +26,9 @@ from nbgrader.preprocessors import ClearHiddenTests, ClearOutput, ClearSolutions
 from traitlets.config import Config
 
 from answers import export
-from instructor import questions
-from instructor.grader import bank
-from tools import colab
+from instructor import course_model
+from instructor.course_model import answer_names, enclosing_definitions
+from tools import colab, nbcells
 
 ROOT = Path(__file__).resolve().parent.parent
 TEMPLATE = Path(__file__).with_name("student-README.md")
@@ -55,24 +56,9 @@ def stub(kind: str, name: str, question: str, notebook: str) -> list:
     return ["### BEGIN SOLUTION", "# YOUR CODE HERE", f"raise NotImplementedError({message!r})", "### END SOLUTION"]
 
 
-def enclosing_definitions(lines: list, first: int) -> str:
-    """'Class.method' for the functions a region at line `first` sits in ('' at the top level)."""
-    name, limit = [], len(lines[first]) - len(lines[first].lstrip())
-    for line in reversed(lines[:first]):
-        stripped = line.lstrip()
-        depth = len(line) - len(stripped)
-        match = re.match(r"(?:async\s+)?(def|class)\s+(\w+)", stripped)
-        if match and depth < limit:
-            name.insert(0, match.group(2))
-            limit = depth
-            if depth == 0:
-                break
-    return ".".join(name)
-
-
 def is_written(cell) -> bool:
     """A written answer: a Markdown solution cell, or a code cell whose region renders Markdown from numbers."""
-    meta = export.grading(cell)
+    meta = nbcells.grading(cell)
     return meta.get("solution", False) and (cell.cell_type == "markdown" or (
         meta.get("grade", False) and "Markdown(" in cell.source))
 
@@ -92,21 +78,21 @@ class NamedStubs(ClearSolutions):
 
     def stub_cell(self, cell, resources, index):
         if is_written(cell):
-            question = export.question_of(cell)
+            question = nbcells.question_of(cell)
             cell.cell_type = "markdown"
-            cell.source = TEXT_STUB.format(question=question, part=export.grading(cell)["grade_id"])
+            cell.source = TEXT_STUB.format(question=question, part=nbcells.grading(cell)["grade_id"])
             for key in ("outputs", "execution_count"):
                 cell.pop(key, None)
             return cell, resources
-        if cell.cell_type != "code" or not export.grading(cell).get("solution"):
+        if cell.cell_type != "code" or not nbcells.grading(cell).get("solution"):
             return super().preprocess_cell(cell, resources, index)
         lines = cell.source.split("\n")
-        figure = export.grading(cell).get("grade", False)
+        figure = nbcells.grading(cell).get("grade", False)
         stubs = []
         for first, _ in export.regions(cell.source):
             name = enclosing_definitions(lines, first)
             stubs.append(stub("figure" if figure else "function" if name else "code", name,
-                              export.question_of(cell), resources["metadata"]["name"]))
+                              nbcells.question_of(cell), resources["metadata"]["name"]))
         self.code_stub = {"python": "__STUB__"}
         cell, resources = super().preprocess_cell(cell, resources, index)
         out = []
@@ -131,37 +117,23 @@ def exporter() -> NotebookExporter:
     return notebook_exporter
 
 
-def answer_names(cell) -> list:
-    """The functions (or names) a code answer cell asks for, as the student sees them."""
-    lines = cell.source.split("\n")
-    names = {}
-    for first, last in export.regions(cell.source):
-        enclosing = enclosing_definitions(lines, first)
-        assigned = [m.group(1) for line in lines[first + 1:last] if (m := re.match(r"(\w+)\s*=[^=]", line))]
-        names.update(dict.fromkeys([enclosing] if enclosing else assigned))
-    return [f"`{n}`" for n in names] or [f"the cell `{export.grading(cell)['grade_id']}`"]
-
-
 def questions_table(source: nbformat.NotebookNode, stem: str) -> str:
     """The Markdown table of a notebook's questions: what to write, its points, and who grades each part."""
-    tests = bank.tests(stem)
     rows = ["## Questions of this notebook", "",
             "| id | question | you write | points | how it is graded |", "|---|---|---|---|---|"]
-    for row in (q for q in questions.questions() if q.notebook == stem):
-        cells = [c for c in source.cells if export.question_of(c) == row.id]
-        code = list(dict.fromkeys(n for c in cells if export.is_code_answer(c) for n in answer_names(c)))
-        written = [c for c in cells if is_written(c)]
-        figures = [c for c in cells if c.cell_type == "code" and export.grading(c).get("grade") and not is_written(c)]
-        auto = [t for t in tests if t.question == row.id]
-        ta = sum(export.grading(c).get("points", 0) for c in written + figures)
+    cells = {nbcells.grading(c)["grade_id"]: c for c in source.cells if nbcells.question_of(c)}
+    for question in course_model.load(ROOT).asked(stem):
+        code = list(dict.fromkeys(n for grade_id in question.answers
+                                  for n in answer_names(cells[grade_id].source, grade_id)))
+        ta = question.graded_by(course_model.TA)
+        written = [p for p in ta if p.description == "written"]
+        figures = [p for p in ta if p.description == "figure"]
         parts = ([", ".join(code)] if code else []) + (["a written answer"] if written else []) + (
             ["a figure"] if figures else [])
-        how = [f"{t.description} ({t.points:g})" for t in auto]
-        how += [f"a TA reads your {'figure' if c in figures else 'answer'} `{export.grading(c)['grade_id']}` "
-                f"({export.grading(c).get('points', 0):g})" for c in written + figures]
-        points = sum(t.points for t in auto) + ta
-        rows.append(f"| {row.id} | {row.text.replace('|', chr(92) + '|')} | {'; '.join(parts) or '-'} | {points:g} | "
-                    f"{'; '.join(how) or '-'} |")
+        how = [f"{p.description} ({p.points:g})" for p in question.parts if p.grader != course_model.TA]
+        how += [f"a TA reads your {'figure' if p in figures else 'answer'} `{p.name}` ({p.points:g})" for p in ta]
+        rows.append(f"| {question.id} | {question.text.replace('|', chr(92) + '|')} | {'; '.join(parts) or '-'} | "
+                    f"{question.points:g} | {'; '.join(how) or '-'} |")
     rows += ["", "Write code between `### BEGIN SOLUTION` and `### END SOLUTION`, keeping the function's name, "
              "arguments "
              "and docstring, and written answers in the cells that say **YOUR ANSWER HERE**. The grader runs its own "
@@ -263,7 +235,7 @@ def build(out: Path, repository: str) -> Path:
 def student_readme(release: Path) -> str:
     """The students' README: the template, with a row per notebook and its Open-in-Colab link (on GitHub)."""
     url = repository_url(release)
-    on_github, ids = colab.colab_link(url, "x.ipynb") is not None, questions.ids_by_notebook()
+    on_github, ids = colab.colab_link(url, "x.ipynb") is not None, course_model.load(ROOT).ids_by_notebook()
     rows = ["| notebook | questions | |", "|---|---|---|"] if on_github else ["| notebook | questions |", "|---|---|"]
     for stem in sorted(p.stem for p in (release / "notebooks").glob("[0-9][0-9]_*.ipynb")):
         link = f" [Open in Colab]({colab.colab_link(url, stem + '.ipynb')}) |" if on_github else ""

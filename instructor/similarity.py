@@ -30,7 +30,9 @@ from copydetect.utils import highlight_overlap
 from markupsafe import Markup
 
 from answers import export
+from instructor import course_model
 from instructor.grader import jobs, plan, rebuild, report
+from tools import nbcells
 
 ROOT = Path(__file__).resolve().parent.parent
 # copydetect's own report puts file names (here, students' folder names) into its page unescaped and loads its style
@@ -64,7 +66,7 @@ def written(text: str) -> str:
 
 def answer_of(part: Part, cell) -> str:
     """The student's answer in their cell: the code of its regions less the stub's lines, or its written text."""
-    source = export.source_of(cell)
+    source = nbcells.source_of(cell)
     if not part.code:
         return written(source)[:MAX_ANSWER]
     try:
@@ -92,15 +94,15 @@ def boilerplate(release) -> dict:
 def read_parts(students: list, common: int) -> list:
     """Every answer part of every graded notebook, with the answers each student wrote in it (stubs left out)."""
     parts = []
-    for stem in jobs.graded_notebooks():
+    for stem in course_model.load().graded_notebooks():
         release = jobs.released(stem)
         given = boilerplate(release)
         for cell in release.cells:
-            if not export.grading(cell).get("solution"):
+            if not nbcells.grading(cell).get("solution"):
                 continue
             code = cell.cell_type == "code"
             stub = {line.strip() for _, body in rebuild.region_bodies(cell.source) for line in body} if code else set()
-            part = Part(stem, export.grading(cell)["grade_id"], code, stub)
+            part = Part(stem, nbcells.grading(cell)["grade_id"], code, stub)
             for student in students:
                 theirs = rebuild.find(student.notebooks[stem], cell) if stem in student.notebooks else None
                 text = answer_of(part, theirs) if theirs is not None else ""
@@ -220,7 +222,7 @@ def main(argv=None) -> int:
         raise SystemExit(f"--out {args.out}: the report is for the instructor alone; write it under grades/ (not in "
                          "grades/feedback/, which students get back, nor in the course's own folders)")
     started = time.monotonic()
-    students, skipped = plan.read_class(submissions, jobs.graded_notebooks())
+    students, skipped = plan.read_class(submissions, course_model.load().graded_notebooks())
     if len(students) < 2:
         raise SystemExit(f"{submissions} holds {len(students)} student folder(s): comparing needs two or more")
     parts = read_parts(students, args.common)

@@ -9,20 +9,20 @@ renders offline with the copy of MathJax 2.7 that jupyter-server-mathjax ships, 
 (without that package the pages load MathJax from its CDN). Images are embedded in the pages.
 """
 import argparse
-import html
 import shutil
 import sys
+from functools import cache
 from pathlib import Path
 
+import jinja2
 import nbformat
 from nbconvert import HTMLExporter
 
 from answers import export
-from instructor import questions
+from instructor import course_model
+from tools import colab
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "tools"))
-import colab  # noqa: E402
 
 MATHJAX_CONFIG = "TeX-AMS-MML_HTMLorMML-full,Safe,local/offline"
 # the packaged MathJax has only the STIX-Web fonts: say so, or MathJax looks for its TeX fonts and warns
@@ -32,6 +32,12 @@ MathJax.Ajax.loadComplete("[MathJax]/config/local/offline.js");
 """
 NAV_STYLE = ("<style>nav.pages{font-family:system-ui,sans-serif;display:flex;justify-content:space-between;"
              "max-width:60em;margin:1em auto;padding:0 1em}nav.pages a{text-decoration:none}</style>")
+
+
+@cache
+def templates() -> jinja2.Environment:
+    return jinja2.Environment(loader=jinja2.FileSystemLoader(Path(__file__).with_name("templates")),
+                              autoescape=True, undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
 
 
 def local_mathjax(site: Path) -> str | None:
@@ -78,10 +84,9 @@ def for_reading_text(text: str) -> str:
 
 def navigation(stems: list, index: int, home: str) -> str:
     """Links to the previous notebook, the index and the next notebook."""
-    previous = f'<a href="{stems[index - 1]}.html">&larr; {stems[index - 1]}</a>' if index > 0 else "<span></span>"
-    following = f'<a href="{stems[index + 1]}.html">{stems[index + 1]} &rarr;</a>' if index + 1 < len(stems) \
-        else "<span></span>"
-    return f'<nav class="pages">{previous}<a href="{home}">all notebooks</a>{following}</nav>'
+    return templates().get_template("site_nav.html.j2").render(
+        previous=stems[index - 1] if index > 0 else None, home=home,
+        following=stems[index + 1] if index + 1 < len(stems) else None)
 
 
 def render(notebooks: list, out: Path, mathjax: str | None, home: str) -> list:
@@ -104,22 +109,8 @@ def render(notebooks: list, out: Path, mathjax: str | None, home: str) -> list:
 
 
 def index_page(sections: list) -> str:
-    ids = questions.ids_by_notebook()
-    parts = ["<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
-             "<title>Deep generative models: notebooks</title>",
-             "<style>body{font-family:system-ui,sans-serif;max-width:60em;margin:2em auto;padding:0 1em}"
-             "td,th{padding:.3em .8em;text-align:left;vertical-align:top}tr:nth-child(even){background:#f4f4f4}"
-             "code{font-size:95%}</style></head><body>",
-             "<h1>Deep generative models: notebooks</h1>"]
-    for heading, prefix, pages in sections:
-        parts += [f"<h2>{html.escape(heading)}</h2>", "<table><tr><th>notebook</th><th>question ids</th></tr>"]
-        for stem, name in pages:
-            parts.append(f'<tr><td><a href="{prefix}{stem}.html">{html.escape(name)}</a><br><code>{stem}</code></td>'
-                         f"<td>{html.escape(', '.join(ids.get(stem, [])) or '-')}</td></tr>")
-        parts.append("</table>")
-    parts += ["<p>The pages work offline: images are embedded and the math is rendered by a local copy of MathJax "
-              "(<code>mathjax/</code>).</p>", "</body></html>"]
-    return "\n".join(parts) + "\n"
+    return templates().get_template("site_index.html.j2").render(
+        sections=sections, ids=course_model.load(ROOT).ids_by_notebook())
 
 
 def main(argv=None) -> int:

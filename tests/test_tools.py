@@ -9,9 +9,9 @@ from pathlib import Path
 import nbformat
 import pytest
 
+from tools import check_venv
+
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "tools"))
-import check_venv  # noqa: E402
 
 
 def notebook(path: Path, *cells: str) -> Path:
@@ -23,7 +23,7 @@ def notebook(path: Path, *cells: str) -> Path:
 
 def run_notebooks(path: Path, output: Path):
     env = {**os.environ, "DGM_OUTPUT": str(output), "DGM_MODE": "quick"}
-    return subprocess.run([sys.executable, str(ROOT / "tools" / "run_notebooks.py"), str(path)], env=env,
+    return subprocess.run([sys.executable, "-m", "tools.run_notebooks", str(path)], env=env,
                           capture_output=True, text=True, timeout=300)
 
 
@@ -122,7 +122,8 @@ def png(values) -> str:
 
 def test_figures_and_records_that_differ_in_the_last_digits_keep_their_committed_bytes():
     import numpy as np
-    import repeatable
+
+    from tools import repeatable
 
     assert repeatable.same_records({"A9": {"elbo": -144.271, "n": [1, 2], "s": "x"}},
                                    {"A9": {"elbo": -144.2712, "n": [1, 2], "s": "x"}})

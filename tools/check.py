@@ -14,14 +14,14 @@ notebooks' tests are their self-check cells.
 import argparse
 import os
 import re
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from answers import export
+from tools import nbcells
+
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-from answers import export  # noqa: E402
 
 WRITTEN_STUB = "**YOUR ANSWER HERE**"
 
@@ -60,13 +60,13 @@ def find_notebook(name: str, folder: Path) -> Path:
 def questions_of_cells(cells: list) -> list:
     """The question each cell counts for (None before the first one): a section `## <id>: ...` starts the question it
     names, an answer cell the question it answers."""
-    ids = {q for c in cells if (q := export.question_of(c))}
+    ids = {q for c in cells if (q := nbcells.question_of(c))}
     current, owners = None, []
     for cell in cells:
         heading = re.match(r"## ([\w-]+):", cell.source) if cell.cell_type == "markdown" else None
         if heading and heading[1] in ids:
             current = heading[1]
-        current = export.question_of(cell) or current
+        current = nbcells.question_of(cell) or current
         owners.append(current)
     return owners
 
@@ -99,7 +99,7 @@ def stubs_in(cell) -> list:
         region = "\n".join(cell.source.split("\n")[first:last + 1])
         for found in export.UNANSWERED.finditer(region):
             before = region[:found.start()].rsplit("NotImplementedError(", 1)[-1].strip(" '\"")
-            names.append(before if re.fullmatch(r"[\w.]+", before) else export.grading(cell)["grade_id"])
+            names.append(before if re.fullmatch(r"[\w.]+", before) else nbcells.grading(cell)["grade_id"])
     return names
 
 
@@ -117,7 +117,7 @@ def verdicts(nb, owners: list, asked: list, stem: str) -> dict:
     stopped = []                                   # questions whose stubs ran so far: a NameError may follow them
     for number, (cell, owner) in enumerate(zip(nb.cells, owners)):
         verdict = found.get(owner)
-        meta = export.grading(cell)
+        meta = nbcells.grading(cell)
         if verdict and meta.get("solution"):
             if cell.cell_type == "markdown":
                 verdict.written.append((meta["grade_id"], WRITTEN_STUB not in cell.source))

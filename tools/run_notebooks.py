@@ -21,11 +21,10 @@ from jupyter_client.manager import KernelManager
 from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(ROOT), str(ROOT / "tools")]
-import repeatable  # noqa: E402
+from helpers import records, runtime
+from tools import repeatable
 
-from helpers import records, runtime  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 
 class Runner(NotebookClient):

@@ -15,6 +15,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from instructor import course_model
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -45,9 +47,8 @@ def main(argv=None) -> int:
     parser.add_argument("--students", type=int, default=2)
     parser.add_argument("--notebooks", nargs="*", default=None, help="stems (default: every graded notebook)")
     args = parser.parse_args(argv)
-    from instructor.grader import jobs
 
-    notebooks = args.notebooks or jobs.graded_notebooks()
+    notebooks = args.notebooks or course_model.load().graded_notebooks()
     with tempfile.TemporaryDirectory(prefix="dgm-bench-class-") as tmp:
         submissions = make_class(Path(tmp), args.students, notebooks)
         print(f"grading {args.students} submissions of {len(notebooks)} notebook(s) each, "

@@ -9,12 +9,10 @@ Stages: plan.py (read the class) -> rebuild.py and jobs.py (the release with eac
 (sandboxed, on cluster.py's engine) -> score.py (the grader's own measurements) -> report.py (gradebook, feedback, TA
 pages). docs/instructors.md says what each protects against and what it does not.
 """
-import argparse
 import dataclasses
 import datetime
 import hashlib
 import json
-import os
 import shutil
 import sys
 import tempfile
@@ -22,7 +20,10 @@ from pathlib import Path
 
 import nbformat
 
+from instructor import course_model
+
 from . import bank, cluster, jobs, lms, plan, report, run, sandbox, unsandboxed
+from .config import GraderConfig
 from .run import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -48,8 +49,8 @@ def read_key() -> dict:
         return {}
 
 
-def settings_from(args, key: dict) -> Settings:
-    sandboxed = not args.no_sandbox
+def settings_from(config: GraderConfig, key: dict) -> Settings:
+    sandboxed = config.sandboxed
     if sandboxed and (problem := sandbox.problem()):
         raise SystemExit(f"the grader's sandbox does not work here: {problem}\nFix that, or grade without isolation "
                          "(opt-in, at your own risk; docs/instructors.md): make grade ... GRADE_ARGS=--no-sandbox")
@@ -57,25 +58,25 @@ def settings_from(args, key: dict) -> Settings:
         print("WARNING: --no-sandbox: submissions run with your rights and can read, write and connect to whatever "
               "you can. The grader's files and the gradebook are protected only by being written last, after every "
               "student process is dead.", file=sys.stderr)
-    if not sandboxed and args.jobs > 1:
+    if not sandboxed and config.jobs > 1:
         print("WARNING: without the sandbox, notebooks are graded one at a time (-j 1).", file=sys.stderr)
-        args.jobs = 1
-    return Settings(mode="full" if getattr(args, "full", False) else "quick", cell_timeout=args.cell_timeout,
-                    notebook_timeout=args.timeout, sandboxed=sandboxed, key_version=key_version(), key=key,
+        config.jobs = 1
+    return Settings(mode=config.mode, cell_timeout=config.cell_timeout,
+                    notebook_timeout=config.notebook_timeout, sandboxed=sandboxed, key_version=key_version(), key=key,
                     threads=1)      # one thread per job: a model's figures never depend on the cores or on -j
 
 
-def grade(args) -> int:
-    submissions, grades = args.submissions.resolve(), args.grades.resolve()
+def grade(config: GraderConfig) -> int:
+    submissions, grades = config.submissions.resolve(), config.grades.resolve()
     if not submissions.is_dir():
         raise SystemExit(f"SUBMISSIONS={submissions} is not a folder: give the folder that holds one folder per "
                          "student")
     if grades == ROOT or ROOT in grades.parents and grades.name in ("notebooks", "instructor", "helpers", "answers"):
         raise SystemExit(f"--grades {grades} would write over the course's own files: choose another folder")
-    settings = settings_from(args, read_key())
-    course = lms.course_of(submissions, args.course)
+    settings = settings_from(config, read_key())
+    course = lms.course_of(submissions, config.course)
     late, roster = lms.lateness(submissions, course), lms.roster(course, submissions)   # a bad file stops here
-    students, skipped = plan.read_class(submissions, jobs.graded_notebooks())
+    students, skipped = plan.read_class(submissions, course_model.load().graded_notebooks())
     if not students:
         raise SystemExit(f"{submissions} holds no student folders")
     for name in skipped:
@@ -88,43 +89,36 @@ def grade(args) -> int:
             student.problems.append(f"the grader could not read these notebooks ({type(error).__name__}); a TA "
                                     "has the files")
             student.notebooks = {}
-    regrade = chosen(students, args.student) if args.student else None
+    regrade = chosen(students, config.students) if config.students else None
     print(f"grading {len(students)} student(s) in {submissions} ({settings.mode} settings, "
-          f"{'sandboxed' if settings.sandboxed else 'NO SANDBOX'}, {where_run(args.jobs)})", flush=True)
+          f"{'sandboxed' if settings.sandboxed else 'NO SANDBOX'}, {config.dask.where(config.jobs)})", flush=True)
     if settings.sandboxed:
-        results, ran = cluster.run_all(all_jobs, settings, grades / ".cache", workers=args.jobs, regrade=regrade)
+        results, ran = cluster.run_all(all_jobs, settings, grades / ".cache", workers=config.jobs, regrade=regrade,
+                                       dask=config.dask)
     else:
         # without the sandbox a submission can write into grades/: it is put back, and no cached result is trusted
         grades.mkdir(parents=True, exist_ok=True)
         before = unsandboxed.Snapshot([grades])
         with tempfile.TemporaryDirectory(prefix="dgm-cache-") as cache:
-            results, ran = cluster.run_all(all_jobs, settings, Path(cache), workers=1, regrade=regrade)
+            results, ran = cluster.run_all(all_jobs, settings, Path(cache), workers=1, regrade=regrade,
+                                           dask=config.dask)
         for line in before.restore():
             print(f"WARNING: while submissions ran, grades/: {line}", file=sys.stderr)
     sandbox.sweep(0)                     # the jobs' empty cgroups
     by_job = {(r["slug"], r["notebook"]): r for r in results.values()}
     for student in students:
-        for stem in jobs.graded_notebooks():
+        for stem in course_model.load().graded_notebooks():
             if (student.slug, stem) not in by_job:
                 by_job[(student.slug, stem)] = jobs.not_handed_in(student, stem)
-        by_job[(student.slug, jobs.graded_notebooks()[0])]["student_problems"] = student.problems
+        by_job[(student.slug, course_model.load().graded_notebooks()[0])]["student_problems"] = student.problems
         for stem, nb in student.notebooks.items():      # for the TA pages, beside the grader's rerun
             by_job[(student.slug, stem)]["handed_in_figures"] = run.figures(nb)
     shutil.rmtree(grades / "submitted", ignore_errors=True)
     for student in students:                             # the hand-back pages show the notebooks as handed in
         for stem, nb in student.notebooks.items():
             report.write_text(grades / "submitted" / student.slug / f"{stem}.ipynb", nbformat.writes(nb))
-    write_outputs(grades, by_job, settings, args.show_expected, submissions, ran, len(all_jobs), late, roster)
+    write_outputs(grades, by_job, settings, config.show_expected, submissions, ran, len(all_jobs), late, roster)
     return not_graded(by_job.values())
-
-
-def where_run(jobs: int) -> str:
-    """Where and how many at once, in words."""
-    if os.environ.get("DASK_SCHEDULER"):
-        return f"on the Dask cluster at {os.environ['DASK_SCHEDULER']}, as many at once as it has workers"
-    if os.environ.get("DASK_CLUSTER", "local") != "local":
-        return f"on {jobs} {os.environ['DASK_CLUSTER']} worker(s)"
-    return f"{max(1, jobs)} at a time"
 
 
 def not_graded(results) -> int:
@@ -168,7 +162,7 @@ def write_outputs(grades: Path, by_job: dict, settings: Settings, show_expected:
                "late": late or {}, "roster": roster or {},
                "sandboxed": settings.sandboxed, "submissions": str(submissions), "key_version": settings.key_version,
                "jobs": total, "ran": ran, "results": results}
-    book = report.write_reports(grades, results, jobs.manual_parts(), show_expected, details)
+    book = report.write_reports(grades, results, course_model.load().ta_parts(), show_expected, details)
     say_sheet_problems(book)
     pending = sum(1 for row in book.values() if row["TA parts to grade"])
     if pending:
@@ -187,13 +181,14 @@ def say_sheet_problems(book: dict) -> list:
     return problems
 
 
-def gradebook(args) -> int:
-    grades = args.grades.resolve()
+def gradebook(config: GraderConfig) -> int:
+    grades = config.grades.resolve()
     try:
         details = json.loads((grades / "details.json").read_text())
     except (OSError, json.JSONDecodeError):
         raise SystemExit(f"{grades / 'details.json'} is missing: run `make grade` first") from None
-    book = report.write_reports(grades, details["results"], jobs.manual_parts(), args.show_expected, details)
+    book = report.write_reports(grades, details["results"], course_model.load().ta_parts(), config.show_expected,
+                                details)
     problems = say_sheet_problems(book)
     print(f"wrote {grades / 'gradebook.csv'} from the last grading and {grades / 'manual-points.csv'}"
           + (f"; the {len(problems)} value(s) named above were left out: correct them and run `make gradebook` "
@@ -201,19 +196,19 @@ def gradebook(args) -> int:
     return 1 if problems else 0
 
 
-def make_key(args) -> int:
+def make_key(config: GraderConfig) -> int:
     """Run the model tests on the solution notebooks' answers, sandboxed as for a student (their notebooks are not
     executed): the models the grader trains with them give the key's reference values."""
     with tempfile.TemporaryDirectory(prefix="dgm-key-") as tmp:
         reference = Path(tmp) / "submissions" / "reference"
         reference.mkdir(parents=True)
-        for stem in jobs.graded_notebooks():
+        for stem in course_model.load().graded_notebooks():
             shutil.copy(ROOT / "notebooks" / f"{stem}.ipynb", reference / f"{stem}.ipynb")
-        settings = dataclasses.replace(settings_from(args, {}), execute_notebooks=False)
-        students, _ = plan.read_class(reference.parent, jobs.graded_notebooks())
+        settings = dataclasses.replace(settings_from(config, {}), execute_notebooks=False)
+        students, _ = plan.read_class(reference.parent, course_model.load().graded_notebooks())
         measuring = {t.notebook for t in bank.tests() if isinstance(t, bank.ModelTest)}
         results, _ = cluster.run_all([j for j in jobs.jobs_for(students[0]) if j.notebook in measuring], settings,
-                                     Path(tmp) / "cache", workers=args.jobs)
+                                     Path(tmp) / "cache", workers=config.jobs, dask=config.dask)
     if not_graded(results.values()):
         raise SystemExit("instructor/key.json was not written")
     measured = {name: value for r in results.values() for name, value in r.get("measured", {}).items()}
@@ -230,7 +225,7 @@ def make_key(args) -> int:
     return 0
 
 
-def check_key(args) -> int:
+def check_key(config: GraderConfig) -> int:
     key = read_key()
     missing = [t.name for t in bank.tests() if isinstance(t, bank.ModelTest) and t.name not in key]
     print("\n".join(f"instructor/key.json has no value for the model test {m}: run `make key`" for m in missing)
@@ -238,31 +233,13 @@ def check_key(args) -> int:
     return 1 if missing else 0
 
 
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m instructor.grader", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = parser.add_subparsers(dest="command", required=True)
-    for name in ("grade", "key"):
-        p = sub.add_parser(name)
-        if name == "grade":
-            p.add_argument("submissions", type=Path)
-            p.add_argument("--grades", type=Path, default=ROOT / "grades")
-            p.add_argument("--show-expected", action="store_true", help="the feedback shows the expected values")
-            p.add_argument("--full", action="store_true", help="full settings (hours per student on a CPU)")
-            p.add_argument("--course", type=Path, help="the course file: deadline, late policy, roster (default: the "
-                                                       "one `make collect` used)")
-            p.add_argument("--student", action="append", default=[],
-                           help="grade this student again, whatever the cache holds (repeatable); the rest as cached")
-        p.add_argument("--jobs", "-j", type=int, default=1, help="notebooks at once (Dask workers)")
-        p.add_argument("--cell-timeout", type=float, default=600, help="seconds per cell")
-        p.add_argument("--timeout", type=float, default=1800, help="seconds per notebook")
-        p.add_argument("--no-sandbox", action="store_true", help="run submissions WITHOUT isolation (opt-in, loud)")
-    g = sub.add_parser("gradebook")
-    g.add_argument("--grades", type=Path, default=ROOT / "grades")
-    g.add_argument("--show-expected", action="store_true")
-    sub.add_parser("check-key")
-    args = parser.parse_args(argv)
-    return {"grade": grade, "gradebook": gradebook, "key": make_key, "check-key": check_key}[args.command](args)
+def main(argv=None, environ=None) -> int:
+    config = GraderConfig.from_command_line(argv, environ, description=__doc__)
+    command = {"grade": grade, "gradebook": gradebook, "key": make_key, "check-key": check_key}[config.command]
+    try:
+        return command(config)
+    except course_model.CourseError as error:       # a result, test or part of a question the course does not ask
+        raise SystemExit(f"error: {error}") from None
 
 
 if __name__ == "__main__":

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
+from .config import Dask
 from .report import NOT_GRADED
 from .run import Job, Settings, run_job
 
@@ -72,11 +73,12 @@ def kubernetes_spec(workers: int) -> dict:
     return make_cluster_spec(name="dgm-grader", image=image, n_workers=workers)
 
 
-def client_for(workers: int):
+def client_for(workers: int, dask: Dask | None = None):
     """A Dask client: to DASK_SCHEDULER, to a Slurm or Kubernetes cluster (DASK_CLUSTER), or to a LocalCluster."""
     from dask.distributed import Client, LocalCluster
 
-    address, kind = os.environ.get("DASK_SCHEDULER"), os.environ.get("DASK_CLUSTER", "local")
+    dask = dask or Dask.from_environ()
+    address, kind = dask.scheduler, dask.cluster
     if address:
         return Client(address)
     if kind == "slurm":
@@ -94,7 +96,7 @@ def client_for(workers: int):
 
 
 def run_all(jobs: list, settings: Settings, cache: Path, workers: int = 1, report=print,
-            regrade: set | None = None) -> tuple:
+            regrade: set | None = None, dask: Dask | None = None) -> tuple:
     """(job key -> result, how many ran now) for every job, from the cache or run; a progress bar meanwhile. With
     `regrade` (student slugs), only those students' jobs run, whatever the cache holds; the others come from the
     cache or are "not graded" (never run behind the instructor's back)."""
@@ -123,9 +125,8 @@ def run_all(jobs: list, settings: Settings, cache: Path, workers: int = 1, repor
         bar.set_postfix(not_graded=failures, refresh=False)
         bar.update()
 
-    on_dask = workers > 1 or os.environ.get("DASK_SCHEDULER") or os.environ.get("DASK_CLUSTER", "local") != "local" \
-        or os.environ.get("DGM_FORCE_DASK")            # make bench times a one-worker cluster against this route
-    if not on_dask:
+    dask = dask or Dask.from_environ()
+    if not dask.used(workers):
         for key, job in pending.items():
             try:
                 arrived(key, run_job(job, settings))
@@ -135,7 +136,7 @@ def run_all(jobs: list, settings: Settings, cache: Path, workers: int = 1, repor
         from dask.distributed import as_completed
 
         try:
-            client = client_for(workers)
+            client = client_for(workers, dask)
         except OSError as error:                        # no scheduler at DASK_SCHEDULER: nothing was graded
             raise SystemExit(f"cannot reach the Dask scheduler ({error}): start it as docs/instructors.md says, or "
                              "unset DASK_SCHEDULER to grade on this machine") from None

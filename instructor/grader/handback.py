@@ -17,16 +17,20 @@ from pathlib import Path
 import nbformat
 from nbconvert import HTMLExporter
 
-from answers import export
 from instructor.site import for_reading
+from tools import nbcells
 
 from . import pages
 from .files import umask, write_text
 
 MATHJAX = "../../mathjax/MathJax.js?config=TeX-AMS-MML_HTMLorMML-full,Safe,local/offline"   # grades/mathjax
 CDN = "https://cdnjs.cloudflare.com/ajax/libs/mathjax/2.7.7/MathJax.js?config=TeX-AMS-MML_HTMLorMML-full,Safe"
-FALLBACK = (f'<script src="{MATHJAX}" onerror="var s = document.createElement(\'script\'); s.src = \'{CDN}\'; '
-            'document.head.appendChild(s)">')
+
+
+def mathjax_script(fallback: bool) -> str:
+    """The script tag that loads MathJax from grades/mathjax (as nbconvert writes it), with `fallback` also MathJax's
+    public copy when that folder is not beside the page (templates/mathjax_script.html.j2)."""
+    return pages.templates().get_template("mathjax_script.html.j2").render(local=MATHJAX, cdn=CDN if fallback else None)
 
 
 @cache
@@ -88,7 +92,7 @@ def annotated(nb: nbformat.NotebookNode, lines: dict) -> nbformat.NotebookNode:
                 output["data"].pop(WIDGET, None)
     last = {}
     for index, cell in enumerate(nb.cells):
-        grade_id = export.grading(cell).get("grade_id")
+        grade_id = nbcells.grading(cell).get("grade_id")
         if grade_id and grade_id.split("_", 1)[0] in lines:
             last[grade_id.split("_", 1)[0]] = index
     cells = []
@@ -106,11 +110,12 @@ def annotated(nb: nbformat.NotebookNode, lines: dict) -> nbformat.NotebookNode:
 
 @cache
 def renderer() -> bytes:
-    """What decides how a page is drawn (this code, the pages' cleaner, the nbconvert in use): a page drawn by an
-    older grader is drawn again, never kept."""
+    """What decides how a page is drawn (this code, the pages' cleaner, the MathJax script, the nbconvert in use): a
+    page drawn by an older grader is drawn again, never kept."""
     import nbconvert
 
-    return hashlib.sha256(Path(__file__).read_bytes() + Path(pages.__file__).read_bytes() +
+    script = Path(__file__).with_name("templates") / "mathjax_script.html.j2"
+    return hashlib.sha256(Path(__file__).read_bytes() + Path(pages.__file__).read_bytes() + script.read_bytes() +
                           nbconvert.__version__.encode()).digest()
 
 
@@ -123,7 +128,7 @@ def render_page(source: Path, lines: dict, target: Path) -> None:
     nb = annotated(for_reading(nbformat.read(source, as_version=4)), lines)     # as the course's own pages show it
     with tempfile.TemporaryDirectory() as nowhere:  # relative paths in the page resolve to an empty folder
         body, _ = exporter().from_notebook_node(nb, resources={"metadata": {"name": source.stem, "path": nowhere}})
-    write_text(target, body.replace(f'<script src="{MATHJAX}">', FALLBACK, 1))
+    write_text(target, body.replace(mathjax_script(False), mathjax_script(True), 1))
     write_text(stamp, digest)
 
 

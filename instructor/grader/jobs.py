@@ -1,5 +1,5 @@
 """From a submissions folder to the list of jobs: each student's notebooks rebuilt on the release, their answers
-exported, every problem named. Also what the TAs grade by hand, read from the solution notebooks."""
+exported, every problem named."""
 import re
 from functools import cache
 from pathlib import Path
@@ -7,7 +7,7 @@ from pathlib import Path
 import nbformat
 
 from answers import export
-from instructor import questions, release
+from instructor import release
 
 from . import bank, plan, rebuild
 from .run import Job, exported_answers
@@ -19,23 +19,6 @@ ROOT = Path(__file__).resolve().parents[2]
 def released(stem: str) -> nbformat.NotebookNode:
     """The exercise notebook `stem` as the release has it, built here, in memory, from its solution notebook."""
     return release.strip_notebook(ROOT / "notebooks" / f"{stem}.ipynb", release.exporter())
-
-
-def graded_notebooks() -> list:
-    """The notebooks that ask questions (00 asks none)."""
-    return sorted(questions.ids_by_notebook())
-
-
-def manual_parts() -> dict:
-    """(notebook, grade_id) -> (question id, points) of every part a TA grades: written answers and figures. The
-    points come from the solution notebooks, never from a submission's metadata."""
-    parts = {}
-    for stem in graded_notebooks():
-        for cell in nbformat.read(ROOT / "notebooks" / f"{stem}.ipynb", as_version=4).cells:
-            meta = export.grading(cell)
-            if meta.get("solution") and meta.get("grade"):
-                parts[(stem, meta["grade_id"])] = (export.question_of(cell), float(meta.get("points", 0)))
-    return parts
 
 
 @cache

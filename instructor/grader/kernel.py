@@ -28,6 +28,7 @@ from instructor.grader import sandbox
 
 OUTPUT_CAP = 1_000_000         # characters of one output (as JSON) kept in the executed copy
 NOTEBOOK_CAP = 20_000_000      # characters of all outputs kept; later outputs are dropped
+DISPLAY_MESSAGES = {"execute_result", "display_data", "update_display_data"}   # what may rewrite a display
 MESSAGE_CAP = 8 * 2**20        # bytes of one ZeroMQ message this process accepts from the kernel
 QUEUE_CAP = 8                  # messages ZeroMQ queues for this process before the kernel's outputs are dropped
 EVALUE_CAP = 300
@@ -77,10 +78,28 @@ class CappedClient(NotebookClient):
     so that a kernel printing without end cannot fill this process's memory."""
 
     def __init__(self, *args, **kwargs) -> None:
-        """The usual client, with counters of what was received and dropped."""
+        """The usual client, with counters of what was received and dropped, and of the outputs of each display."""
         super().__init__(*args, **kwargs)
         self.received = 0
         self.dropped: dict[int, int] = {}
+        self.displayed: dict[str, dict[int, int]] = {}      # display_id -> cell index -> outputs it shows there
+
+    def reset_execution_trackers(self) -> None:
+        super().reset_execution_trackers()
+        self.displayed = {}
+
+    def process_message(self, msg, cell, cell_index):
+        """A message of a display (one with a display_id) rewrites every output that display already shows: it is
+        applied only while those rewrites keep the outputs under NOTEBOOK_CAP (each of them cap_outputs would later
+        measure again); over it, the message goes on without its display_id, so that nbclient rewrites nothing."""
+        content = msg.get("content") or {}
+        display_id = (content.get("transient") or {}).get("display_id")
+        if display_id and msg.get("msg_type") in DISPLAY_MESSAGES:
+            touched = sum(self.displayed.get(display_id, {}).values())
+            self.received += len(json.dumps(content, default=str)) * max(touched, 1)
+            if self.received > NOTEBOOK_CAP:
+                msg = {**msg, "content": {**content, "transient": {}}}
+        return super().process_message(msg, cell, cell_index)
 
     def output(self, outs, msg, display_id, cell_index):
         """Record one output message unless the notebook's outputs are already over NOTEBOOK_CAP; cut it to
@@ -91,20 +110,21 @@ class CappedClient(NotebookClient):
             self.dropped[cell_index] = self.dropped.get(cell_index, 0) + 1
             return None
         out = super().output(outs, msg, display_id, cell_index)
+        if out is not None and display_id:
+            shown = self.displayed.setdefault(display_id, {})
+            shown[cell_index] = shown.get(cell_index, 0) + 1
         if out is not None and size > OUTPUT_CAP:
             shrink(out)
         return out
 
+    def clear_display_id_mapping(self, cell_index: int) -> None:
+        """A cell's outputs were cleared: its displays show nothing there any more."""
+        super().clear_display_id_mapping(cell_index)
+        for shown in self.displayed.values():
+            shown.pop(cell_index, None)
+
     def handle_comm_msg(self, outs, msg, cell_index) -> None:
         """Ignore widget messages: a grader shows no widgets, and their state would otherwise grow here unbounded."""
-
-    def _update_display_id(self, display_id, msg) -> None:
-        """Apply an update of a display only while the outputs it rewrites stay under NOTEBOOK_CAP: one update can
-        rewrite many outputs, each of which cap_outputs would later measure again."""
-        touched = sum(len(indices) for indices in self._display_id_map.get(display_id, {}).values())
-        self.received += len(json.dumps(msg.get("content", {}), default=str)) * max(touched, 1)
-        if self.received <= NOTEBOOK_CAP:
-            super()._update_display_id(display_id, msg)
 
 
 def shrink(out: nbformat.NotebookNode, cap: int = OUTPUT_CAP) -> None:

@@ -34,7 +34,7 @@ def safe_markdown(text: str) -> str:
     try:
         rendered = markdown2html_mistune(text)
     except Exception:                              # a renderer's failure on odd input: the text itself, escaped
-        return f"<pre>{bleach.clean(text, tags=set())}</pre>"
+        return str(Markup("<pre>{}</pre>").format(text))
     return bleach.clean(rendered, tags=TEXT_TAGS, attributes={"a": ["href", "title"]},
                         protocols={"http", "https", "mailto"}, strip=False)
 

@@ -122,8 +122,9 @@ def printable(name: str) -> str:
     return name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
 
-def read_class(submissions: Path, expected: list) -> list:
-    """Every student folder of `submissions` (symbolic links and plain files at the top are named, not followed)."""
+def read_class(submissions: Path, expected: list) -> tuple:
+    """(every student folder of `submissions`, the entries skipped and why): symbolic links, plain files and hidden
+    names at the top are named, not followed."""
     students, taken, skipped = [], set(), []
     for entry in sorted(submissions.iterdir()):
         if entry.name.startswith("."):

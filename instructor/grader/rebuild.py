@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 import nbformat
 
 from answers import export
+from tools import nbcells
 
 
 @dataclass
@@ -69,9 +70,9 @@ def standing_alone(released: str, bodies: list, grade_id: str) -> tuple:
 
 def find(submitted: nbformat.NotebookNode, cell) -> nbformat.NotebookNode | None:
     """The student's cell answering the same part: by grade_id, else by cell id."""
-    grade_id = export.grading(cell).get("grade_id")
+    grade_id = nbcells.grading(cell).get("grade_id")
     for candidate in submitted.cells:
-        if grade_id and export.grading(candidate).get("grade_id") == grade_id:
+        if grade_id and nbcells.grading(candidate).get("grade_id") == grade_id:
             return candidate
     cell_id = cell.get("id")
     return next((c for c in submitted.cells if cell_id and c.get("id") == cell_id), None)
@@ -81,15 +82,15 @@ def rebuild(release: nbformat.NotebookNode, submitted: nbformat.NotebookNode) ->
     """The release notebook with the student's answers in its regions (see the module's docstring)."""
     notebook = nbformat.from_dict(nbformat.NotebookNode(release))
     result = Rebuilt(notebook)
-    released_ids = {export.grading(c).get("grade_id") for c in release.cells} | {c.get("id") for c in release.cells}
+    released_ids = {nbcells.grading(c).get("grade_id") for c in release.cells} | {c.get("id") for c in release.cells}
     for cell in notebook.cells:
-        meta = export.grading(cell)
+        meta = nbcells.grading(cell)
         if not meta.get("solution"):
             continue
         grade_id = meta["grade_id"]
         theirs = find(submitted, cell)
         if cell.cell_type == "markdown":
-            text = export.source_of(theirs) if theirs is not None else ""
+            text = nbcells.source_of(theirs) if theirs is not None else ""
             result.written[grade_id] = "" if "YOUR ANSWER HERE" in text and len(text) < 300 else text
             if theirs is None:
                 result.problems.append(f"the answer cell {grade_id} is missing from the submitted notebook")
@@ -99,7 +100,7 @@ def rebuild(release: nbformat.NotebookNode, submitted: nbformat.NotebookNode) ->
                                    "released (unanswered)")
             continue
         try:
-            bodies = region_bodies(export.source_of(theirs))
+            bodies = region_bodies(nbcells.source_of(theirs))
         except export.ExportError as error:
             result.problems.append(f"the markers of cell {grade_id} are broken ({error}): it ran as released")
             continue
@@ -116,7 +117,7 @@ def rebuild(release: nbformat.NotebookNode, submitted: nbformat.NotebookNode) ->
         result.problems.append(f"the answer cell {grade_id} appears {seen.count(grade_id)} times: the first was "
                                "graded, the copies below it were not")
     added = [c for c in submitted.cells if c.get("id") not in released_ids and
-             export.grading(c).get("grade_id") not in released_ids and "".join(c.get("source", "")).strip()]
+             nbcells.grading(c).get("grade_id") not in released_ids and "".join(c.get("source", "")).strip()]
     if added:
         result.problems.append(f"{len(added)} cell(s) you added were not run: the grader runs the released cells, "
                                "with your answers between the markers")

@@ -3,6 +3,7 @@
 They are exported from the notebooks in memory, never imported from answers/: that package is what mutation testing
 mutates and what a student's copy of the repository overwrites, so the reference would move with the code under test.
 """
+import re
 import sys
 import types
 from functools import cache
@@ -34,10 +35,11 @@ def load(notebooks: Path, name: str) -> types.ModuleType:
     matches = sorted(notebooks.glob(f"[0-9][0-9]_{name}.ipynb"))
     if not matches:
         raise AttributeError(f"no solution notebook for answers.{name} in {notebooks}")
-    for earlier in ("latent_variable_models", "kl_divergence"):   # what later notebooks import from answers
-        if earlier != name and f"answers.{earlier}" in export.module_text(matches[0], report=lambda _: None):
+    text = export.module_text(matches[0], report=lambda _: None)
+    for earlier in dict.fromkeys(re.findall(r"^\s*from answers\.(\w+) import", text, re.M)):  # what it imports
+        if earlier != name:
             load(notebooks, earlier)
-    text = export.module_text(matches[0], report=lambda _: None).replace("from answers.", f"from {PACKAGE}.")
+    text = text.replace("from answers.", f"from {PACKAGE}.")
     module = types.ModuleType(f"{PACKAGE}.{name}")
     module.__file__ = str(matches[0])
     sys.modules[module.__name__] = module

@@ -12,7 +12,7 @@ import json
 import sys
 from pathlib import Path
 
-from instructor import questions
+from instructor import course_model
 
 from . import handback, lms, pages
 from .files import write_text
@@ -35,12 +35,17 @@ def uncell(text: str) -> str:
 
 
 def columns() -> list:
-    """(notebook, question id, column name) in QUESTIONS.md's order; an id two notebooks ask is `id@NN` in each."""
-    rows = questions.questions()
-    count = {}
-    for row in rows:
-        count[row.id] = count.get(row.id, 0) + 1
-    return [(r.notebook, r.id, r.id if count[r.id] == 1 else f"{r.id}@{r.notebook[:2]}") for r in rows]
+    """(notebook, question id, column name) in the course model's order; an id two notebooks ask is `id@NN`."""
+    return [(q.notebook, q.id, q.column) for q in course_model.load().questions]
+
+
+def column_of(notebook: str, question: str, what: str) -> str:
+    """The gradebook column of a verdict's or a TA part's question; a question the course does not ask stops the
+    report, naming it, rather than losing its points."""
+    try:
+        return course_model.load().column(notebook, question)
+    except course_model.CourseError as error:
+        raise course_model.CourseError(f"{what}: {error}") from None
 
 
 def read_sheet(path: Path) -> dict:
@@ -92,15 +97,14 @@ def sheet_text(results: dict, parts: dict, previous: dict) -> str:
 def totals(results: dict, parts: dict, sheet: dict, late: dict | None = None) -> dict:
     """student -> {column: points, "before late": points, "late deduction": fraction, "total": points, "problems":
     [...]} from the verdicts, the sheet and each student's late deduction (a fraction of the whole)."""
-    names = {(nb, qid): name for nb, qid, name in columns()}
     book, ungraded = {}, {}
     for result in results.values():
         row = book.setdefault(result["student"], {"problems": []})
         for verdict in result["verdicts"]:
-            name = names.get((verdict["notebook"], verdict["question"]))
-            if name and verdict["earned"] is None:
+            name = column_of(verdict["notebook"], verdict["question"], f"the result of test {verdict['test']}")
+            if verdict["earned"] is None:
                 ungraded.setdefault(result["student"], set()).add(name)
-            elif name:
+            else:
                 row[name] = row.get(name, 0.0) + verdict["earned"]
     present = handed_in(results)
     for student, row in book.items():
@@ -112,8 +116,9 @@ def totals(results: dict, parts: dict, sheet: dict, late: dict | None = None) ->
             if problem:
                 row["problems"].append(f"student {student!r}, {notebook} part {part}: {problem} (ignored)")
             pending += points is None
-            if points is not None and (notebook, question) in names:
-                row[names[(notebook, question)]] = row.get(names[(notebook, question)], 0.0) + points
+            if points is not None:
+                name = column_of(notebook, question, f"the TA part {part}")
+                row[name] = row.get(name, 0.0) + points
         before = sum(v for k, v in row.items() if k != "problems")
         row["TA parts to grade"] = pending
         deducted = (late or {}).get(student, {}).get("deducted", 0.0)
@@ -205,14 +210,14 @@ def write_reports(grades: Path, results: dict, parts: dict, show_expected: bool,
     from instructor.site import local_mathjax
 
     local_mathjax(grades)                  # the TA pages typeset LaTeX with it, offline
-    asked = {(q.notebook, q.id): q.text for q in questions.questions()}
+    course = course_model.load()
     for (notebook, part), (question, maximum) in parts.items():
         answers = [(r["student"], r["slug"], r["written"].get(part, ""), r["figures"].get(part, []),
                     r.get("handed_in_figures", {}).get(part, []))
                    for r in sorted(results.values(), key=lambda r: r["student"])
                    if r["notebook"] == notebook and r["status"] != "missing"]
         write_text(grades / "manual" / notebook / f"{part}.html",
-                   pages.ta_page(notebook, part, question, asked.get((notebook, question), ""), maximum, answers,
+                   pages.ta_page(notebook, part, question, course.question(notebook, question).text, maximum, answers,
                                  details.get("mode", "quick")))
     write_text(grades / "details.json", json.dumps({**details, "gradebook": book}, indent=1, sort_keys=True))
     return book
@@ -229,19 +234,16 @@ def manual_rows(student: str, parts: dict, sheet: dict) -> dict:
 
 def maxima(results: dict, parts: dict) -> dict:
     """column -> the most points it can give: the hidden tests' and the TAs'."""
-    names = {(nb, qid): name for nb, qid, name in columns()}
     best = {}
     for result in results.values():
         for v in result["verdicts"]:
             key = (v["notebook"], v["question"], v["test"])
             best[key] = v["points"]
     out = {}
-    for (notebook, question, _), points in best.items():
-        name = names.get((notebook, question))
-        if name:
-            out[name] = out.get(name, 0) + points
-    for (notebook, _), (question, maximum) in parts.items():
-        name = names.get((notebook, question))
-        if name:
-            out[name] = out.get(name, 0) + maximum
+    for (notebook, question, test), points in best.items():
+        name = column_of(notebook, question, f"the result of test {test}")
+        out[name] = out.get(name, 0) + points
+    for (notebook, part), (question, maximum) in parts.items():
+        name = column_of(notebook, question, f"the TA part {part}")
+        out[name] = out.get(name, 0) + maximum
     return out

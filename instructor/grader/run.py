@@ -30,6 +30,7 @@ import torch
 
 from answers import export
 from helpers import cpu
+from tools import nbcells
 
 from . import bank, kernel, sandbox, score, unsandboxed
 from .bank import digits
@@ -55,7 +56,7 @@ class Settings:
     """How a class is graded: the same for every job."""
     mode: str = "quick"
     cell_timeout: float = 600
-    notebook_timeout: float = 1800
+    notebook_timeout: float = sandbox.Limits.wall_seconds   # one place for the default: the sandbox's limits
     sandboxed: bool = True
     threads: int = 1
     execute_notebooks: bool = True                   # False for `make key`, which measures the models only
@@ -248,7 +249,7 @@ def figures(nb: nbformat.NotebookNode) -> dict:
     """grade_id -> the PNG images (base64) of each figure answer cell of an executed notebook."""
     found = {}
     for cell in nb.cells:
-        meta = export.grading(cell)
+        meta = nbcells.grading(cell)
         if cell.cell_type == "code" and meta.get("grade") and meta.get("solution"):
             found[meta["grade_id"]] = [o["data"]["image/png"] for o in cell.get("outputs", [])
                                        if "image/png" in o.get("data", {})][:6]
@@ -270,7 +271,7 @@ def cell_errors(nb: nbformat.NotebookNode, errors: list) -> list:
     shown = []
     for error in errors:
         cell = nb.cells[error.index]
-        grade_id = export.grading(cell).get("grade_id")
+        grade_id = nbcells.grading(cell).get("grade_id")
         if grade_id:
             shown.append(f"your answer cell {grade_id} raised {error.ename}: {error.evalue[:200]}")
         else:

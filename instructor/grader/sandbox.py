@@ -26,6 +26,8 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
+import psutil
+
 SANDBOX_ID = 65534  # "nobody": the uid and gid the job sees inside its user namespace
 RUNTIME_DIRS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
 # The few pieces of /etc a Python process needs: the dynamic loader's cache, the time zone, fontconfig's setup
@@ -47,7 +49,7 @@ class Limits:
     files: int = 20_000                # files and folders in it: an empty file takes an inode and a scan's time
     open_files: int = 1024
     cpu_seconds: int | None = None     # optional RLIMIT_CPU
-    wall_seconds: float = 1800         # enforced by the caller's timeout, recorded here for one place of truth
+    wall_seconds: float = 1800         # a notebook's time: the default of --timeout, enforced by the runner
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -159,16 +161,9 @@ _JOIN = 'while [ "$1" != -- ]; do echo $$ > "$1" || exit 125; shift; done; shift
 
 
 def _tasks_of(uid: int) -> int:
-    """How many tasks (threads: what RLIMIT_NPROC counts) the user `uid` has now."""
-    total = 0
-    for status in Path("/proc").glob("[0-9]*/status"):
-        try:
-            fields = dict(line.split(":", 1) for line in status.read_text().splitlines() if ":" in line)
-        except OSError:
-            continue
-        if int(fields["Uid"].split()[0]) == uid:
-            total += int(fields["Threads"])
-    return total
+    """How many tasks (threads: what RLIMIT_NPROC counts) the user `uid` (real) has now."""
+    return sum(p.info["num_threads"] or 0 for p in psutil.process_iter(["uids", "num_threads"])
+               if p.info["uids"] is not None and p.info["uids"].real == uid)
 
 
 def limited(argv: list[str], limits: Limits) -> list[str]:
@@ -294,21 +289,10 @@ PR_SET_CHILD_SUBREAPER = 36
 
 def descendants(root: int) -> list[int]:
     """Every live or zombie process whose chain of parents leads to `root`."""
-    children: dict[int, list[int]] = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            text = stat.read_text()
-        except OSError:
-            continue
-        # the command name (in parentheses) may itself hold spaces and parentheses: split after the last ')'
-        ppid = int(text[text.rindex(")") + 2:].split()[1])
-        children.setdefault(ppid, []).append(int(stat.parent.name))
-    found, todo = [], [root]
-    while todo:
-        for child in children.get(todo.pop(), []):
-            found.append(child)
-            todo.append(child)
-    return found
+    try:
+        return [child.pid for child in psutil.Process(root).children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return []
 
 
 class Reaper:

@@ -8,6 +8,7 @@ from pathlib import Path
 import nbformat
 
 from answers import export
+from tools import nbcells
 
 ROOT = Path(__file__).resolve().parents[2]
 SOLUTIONS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
@@ -40,7 +41,7 @@ def regions_of(nb) -> tuple:
     inside, outside = [], []
     for cell in nb.cells:
         lines = cell.source.split("\n")
-        spans = export.regions(cell.source) if export.grading(cell).get("solution") else []
+        spans = export.regions(cell.source) if nbcells.grading(cell).get("solution") else []
         covered = {n for first, last in spans for n in range(first, last + 1)}
         for number, line in enumerate(lines):
             (inside if number in covered and export.BEGIN not in line and export.END not in line else outside).append(
@@ -90,7 +91,7 @@ def answer_docstrings(release_dir: Path) -> dict:
     found = {}
     for path in (release_dir / "notebooks").glob("*.ipynb"):
         for cell in nbformat.read(path, as_version=4).cells:
-            if export.is_code_answer(cell):
+            if nbcells.is_code_answer(cell):
                 for node in ast.walk(ast.parse(cell.source)):
                     if isinstance(node, ast.FunctionDef) and export.BEGIN in ast.get_source_segment(cell.source, node):
                         found[f"{path.stem}.{node.name}"] = ast.get_docstring(node) or ""
@@ -123,12 +124,12 @@ def property_leaks(release_dir: Path) -> dict:
         solution = nbformat.read(path, as_version=4).cells
         given = nbformat.read(release_dir / "notebooks" / path.name, as_version=4).cells
         for question in dict.fromkeys(q for q in questions_of_cells(solution) if q):
-            concluded = section_text(solution, question, lambda c: export.grading(c).get("grade") and
-                                     export.grading(c).get("solution"))
+            concluded = section_text(solution, question, lambda c: nbcells.grading(c).get("grade") and
+                                     nbcells.grading(c).get("solution"))
             stated = section_text(solution, question,
-                                  lambda c: c.cell_type == "markdown" and not export.grading(c).get("solution"))
+                                  lambda c: c.cell_type == "markdown" and not nbcells.grading(c).get("solution"))
             code = section_text(given, question,
-                                lambda c: c.cell_type == "code" and not export.grading(c).get("solution"))
+                                lambda c: c.cell_type == "code" and not nbcells.grading(c).get("solution"))
             leaked = [name for name, pattern in PROPERTIES.items() if re.search(pattern, concluded, re.I)
                       and not re.search(pattern, stated, re.I) and re.search(pattern, code, re.I)]
             if leaked:
@@ -149,7 +150,7 @@ def solution_code() -> dict:
     found = {}
     for path in SOLUTIONS:
         for cell in nbformat.read(path, as_version=4).cells:
-            if export.is_code_answer(cell):
+            if nbcells.is_code_answer(cell):
                 lines = cell.source.split("\n")
                 for node in ast.walk(ast.parse(cell.source)):
                     if isinstance(node, ast.FunctionDef):
@@ -190,7 +191,7 @@ def answer_functions(release_dir: Path) -> dict:
     found = {}
     for path in sorted((release_dir / "notebooks").glob("*.ipynb")):
         for cell in nbformat.read(path, as_version=4).cells:
-            if not export.is_code_answer(cell):
+            if not nbcells.is_code_answer(cell):
                 continue
             tree = ast.parse(cell.source)
             classes = {f: c.name for c in ast.walk(tree) if isinstance(c, ast.ClassDef) for f in c.body}

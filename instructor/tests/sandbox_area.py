@@ -7,6 +7,8 @@ import time
 import uuid
 from pathlib import Path
 
+import psutil
+
 from instructor.grader import sandbox
 
 
@@ -43,13 +45,8 @@ def alive(marker: str, settle: float = 2.0) -> list[int]:
     """Processes (other than this one) whose command line holds `marker`, after up to `settle` s for them to end."""
     deadline = time.monotonic() + settle
     while True:
-        found = []
-        for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
-            try:
-                if marker.encode() in cmdline.read_bytes() and int(cmdline.parent.name) != os.getpid():
-                    found.append(int(cmdline.parent.name))
-            except OSError:
-                pass
+        found = [p.pid for p in psutil.process_iter(["cmdline"])
+                 if p.pid != os.getpid() and marker in "\0".join(p.info["cmdline"] or [])]
         if not found or time.monotonic() > deadline:
             return found
         time.sleep(0.05)

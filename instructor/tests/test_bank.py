@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from answers import export
 from instructor.grader import bank, score
 from instructor.grader.reference import Reference
+from tools import nbcells
 
 ROOT = Path(__file__).resolve().parents[2]
 SEED = 20261129
@@ -30,8 +30,8 @@ def defined_names(notebook: str, question: str) -> list:
     cells = json.loads((ROOT / "notebooks" / f"{notebook}.ipynb").read_text())["cells"]
     names = []
     for cell in cells:
-        if export.is_code_answer(cell) and export.question_of(cell) == question:
-            for node in ast.parse(export.source_of(cell)).body:
+        if nbcells.is_code_answer(cell) and nbcells.question_of(cell) == question:
+            for node in ast.parse(nbcells.source_of(cell)).body:
                 if isinstance(node, ast.FunctionDef | ast.ClassDef):
                     names.append(node.name)
                 elif isinstance(node, ast.Assign):

@@ -14,7 +14,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from answers import export
+from tools import nbcells
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -85,7 +85,7 @@ def release(built, tmp_path):
 def solution_cell(grade_id: str):
     for path in sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb")):
         for cell in nbformat.read(path, as_version=4).cells:
-            if export.grading(cell).get("grade_id") == grade_id:
+            if nbcells.grading(cell).get("grade_id") == grade_id:
                 return cell
     raise LookupError(grade_id)
 
@@ -94,7 +94,7 @@ def answer(release: Path, number: str, grade_id: str, mistake: tuple = ()) -> No
     """Write the solution's answer to `grade_id` into the release's notebook, with `mistake` (old, new) planted."""
     path = next((release / "notebooks").glob(f"{number}_*.ipynb"))
     nb = nbformat.read(path, as_version=4)
-    cell = next(c for c in nb.cells if export.grading(c).get("grade_id") == grade_id)
+    cell = next(c for c in nb.cells if nbcells.grading(c).get("grade_id") == grade_id)
     source = solution_cell(grade_id).source
     if mistake:
         assert source.count(mistake[0]) == 1, f"the planted mistake no longer fits {grade_id}: {mistake[0]!r}"
@@ -107,8 +107,8 @@ def answer_question(release: Path, number: str, question: str, mistake: tuple = 
     """Every code part of `question` answered, one of them (mistake's grade id) with its planted mistake."""
     path = next((release / "notebooks").glob(f"{number}_*.ipynb"))
     for cell in nbformat.read(path, as_version=4).cells:
-        grade_id = export.grading(cell).get("grade_id", "")
-        if export.is_code_answer(cell) and export.question_of(cell) == question:
+        grade_id = nbcells.grading(cell).get("grade_id", "")
+        if nbcells.is_code_answer(cell) and nbcells.question_of(cell) == question:
             answer(release, number, grade_id, mistake[1:] if mistake and mistake[0] == grade_id else ())
 
 
@@ -149,8 +149,8 @@ def test_each_planted_wrong_answer_is_wrong_and_its_message_names_the_mistake(re
     number, planted = run[:2], RUNS[run]
     path = next((release / "notebooks").glob(f"{number}_*.ipynb"))
     for cell in nbformat.read(path, as_version=4).cells:
-        if export.is_code_answer(cell):
-            grade_id = export.grading(cell)["grade_id"]
+        if nbcells.is_code_answer(cell):
+            grade_id = nbcells.grading(cell)["grade_id"]
             answer(release, number, grade_id, next((m[1:] for _, _, m, _ in planted if m[0] == grade_id), ()))
     _, text, _ = check(release, number, *dict.fromkeys(question for _, question, _, _ in planted))
     found = messages(text)

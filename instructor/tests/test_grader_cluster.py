@@ -17,8 +17,8 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from answers import export
 from instructor.grader import sandbox
+from tools import nbcells
 
 ROOT = Path(__file__).resolve().parents[2]
 GUIDE = ROOT / "docs" / "instructors.md"
@@ -30,7 +30,7 @@ pytestmark = pytest.mark.skipif(sandbox.problem() is not None, reason=f"no sandb
 def write_student(subs: Path, name: str, wrong: bool = False) -> None:
     nb = nbformat.read(ROOT / "notebooks" / f"{NOTEBOOK}.ipynb", as_version=4)
     if wrong:
-        cell = next(c for c in nb.cells if export.grading(c).get("grade_id") == "A1_standard_error")
+        cell = next(c for c in nb.cells if nbcells.grading(c).get("grade_id") == "A1_standard_error")
         assert "(p * (1 - p) / n).sqrt()" in cell.source
         cell.source = cell.source.replace("(p * (1 - p) / n).sqrt()", "p * (1 - p) / n")    # the variance
     (subs / name).mkdir(parents=True, exist_ok=True)

@@ -16,8 +16,8 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from answers import export
 from instructor.grader import sandbox
+from tools import nbcells
 
 ROOT = Path(__file__).resolve().parents[2]
 NOTEBOOK = "03_kl_divergence"
@@ -32,7 +32,7 @@ def solution() -> nbformat.NotebookNode:
 
 
 def answer_cell(nb, grade_id):
-    return next(c for c in nb.cells if export.grading(c).get("grade_id") == grade_id)
+    return next(c for c in nb.cells if nbcells.grading(c).get("grade_id") == grade_id)
 
 
 def with_code(nb, grade_id: str, old: str, new: str):

@@ -11,8 +11,8 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from answers import export
 from instructor.grader import sandbox
+from tools import nbcells
 
 ROOT = Path(__file__).resolve().parents[2]
 NOTEBOOK = "07_backprop"
@@ -26,7 +26,7 @@ def solution() -> nbformat.NotebookNode:
 
 def with_code(grade_id: str, old: str, new: str) -> nbformat.NotebookNode:
     nb = solution()
-    cell = next(c for c in nb.cells if export.grading(c).get("grade_id") == grade_id)
+    cell = next(c for c in nb.cells if nbcells.grading(c).get("grade_id") == grade_id)
     assert old in cell.source, (grade_id, old)
     cell.source = cell.source.replace(old, new, 1)
     return nb
@@ -71,7 +71,7 @@ FULL = {"A18": 6.0, "A19": 2.0, "A20": 3.0}
 
 def build_class(subs: Path) -> None:
     no_backward = with_code("A18_network", BACKWARD, "        raise NotImplementedError('not written yet')\n")
-    cell = next(c for c in no_backward.cells if export.grading(c).get("grade_id") == "A20_sgd_step")
+    cell = next(c for c in no_backward.cells if nbcells.grading(c).get("grade_id") == "A20_sgd_step")
     cell.source = cell.source.replace("    ### END SOLUTION", SAVES_AN_AUTOGRAD_MODEL + "    ### END SOLUTION")
     notebooks = {
         "honest": solution(),

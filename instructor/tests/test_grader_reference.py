@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from instructor.grader import bank, jobs, sandbox
+from instructor import course_model
+from instructor.grader import bank, sandbox
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.skipif(sandbox.problem() is not None, reason=f"no sandbox here: {sandbox.problem()}")
@@ -21,7 +22,7 @@ def graded(tmp_path_factory):
     base = tmp_path_factory.mktemp("reference")
     student = base / "submissions" / "reference"
     student.mkdir(parents=True)
-    for stem in jobs.graded_notebooks():
+    for stem in course_model.load().graded_notebooks():
         shutil.copy(ROOT / "notebooks" / f"{stem}.ipynb", student / f"{stem}.ipynb")
     result = subprocess.run([sys.executable, "-m", "instructor.grader", "grade", str(base / "submissions"),
                              "--grades", str(base / "grades"), "--jobs", "2"], cwd=ROOT, capture_output=True,
@@ -50,6 +51,6 @@ def test_the_gradebook_gives_the_solution_every_automatic_point(graded):
 
 
 def test_every_written_answer_of_the_solution_reaches_its_ta_page(graded):
-    for (notebook, part), _ in jobs.manual_parts().items():
+    for (notebook, part), _ in course_model.load().ta_parts().items():
         page = (graded / "manual" / notebook / f"{part}.html").read_text()
         assert ">reference</h2>" in page and "SOLUTION</h3>" not in page and "no answer" not in page, (notebook, part)

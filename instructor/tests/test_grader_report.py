@@ -5,8 +5,10 @@ import json
 
 import pytest
 
+from instructor import course_model
 from instructor.grader import __main__ as cli
 from instructor.grader import jobs, report
+from tools import nbcells
 
 
 def verdict(question, notebook, test, points, earned, message=""):
@@ -27,7 +29,7 @@ def graded(tmp_path):
                "bo/03": result("bo", {"A3_derivation": ""})}
     details = {"results": results}
     (tmp_path / "details.json").write_text(json.dumps(details))
-    report.write_reports(tmp_path, results, jobs.manual_parts(), False, details)
+    report.write_reports(tmp_path, results, course_model.load().ta_parts(), False, details)
     return tmp_path, results
 
 
@@ -60,7 +62,8 @@ def test_a_ta_page_renders_markdown_runs_nothing_and_labels_each_figure(tmp_path
     answer["figures"] = {"A3_derivation": [PNG_1x1, "bm90IGEgcG5n"]}           # the second is not a PNG
     answer["handed_in_figures"] = {"A3_derivation": [PNG_1x1]}
     results = {"ada/03": answer}
-    report.write_reports(tmp_path, results, jobs.manual_parts(), False, {"results": results, "mode": "quick"})
+    parts = course_model.load().ta_parts()
+    report.write_reports(tmp_path, results, parts, False, {"results": results, "mode": "quick"})
     page = (tmp_path / "manual" / "03_kl_divergence" / "A3_derivation.html").read_text()
     assert "<strong>second</strong>" in page and "$x_1$" in page and "**second**" not in page
     assert "<img src=x" not in page and "onerror" not in page.replace("&lt;img src=x onerror", "")
@@ -84,7 +87,7 @@ def test_manual_points_reach_the_gradebook_and_survive_a_regrade(graded, capsys)
     assert cli.main(["gradebook", "--grades", str(grades)]) == 0
     assert book(grades)["ada"]["A3"] == "5" and book(grades)["bo"]["A3"] == "0.5"
     assert "| A3 | a TA reads your `A3_derivation` | 2 / 2 | clear |" in (grades / "feedback" / "ada.md").read_text()
-    report.write_reports(grades, results, jobs.manual_parts(), False, {"results": results})     # a regrade
+    report.write_reports(grades, results, course_model.load().ta_parts(), False, {"results": results})     # a regrade
     assert book(grades)["ada"]["A3"] == "5"
 
 
@@ -108,7 +111,7 @@ def test_points_that_are_not_a_number_in_range_are_named_and_not_counted(graded,
 def test_the_expected_values_show_only_when_the_instructor_asks(graded):
     grades, results = graded
     assert "0.12 at index" not in (grades / "feedback" / "bo.md").read_text()
-    report.write_reports(grades, results, jobs.manual_parts(), True, {"results": results})
+    report.write_reports(grades, results, course_model.load().ta_parts(), True, {"results": results})
     assert "(expected 0.12 at index (3,), got 0.5)" in (grades / "feedback" / "bo.md").read_text()
 
 
@@ -125,7 +128,7 @@ def test_every_file_written_is_readable_by_the_group_as_the_umask_allows(tmp_pat
     results = {"ada/03": result("ada", {})}
     old = os.umask(0o027)
     try:
-        report.write_reports(tmp_path, results, jobs.manual_parts(), False, {"results": results})
+        report.write_reports(tmp_path, results, course_model.load().ta_parts(), False, {"results": results})
     finally:
         os.umask(old)
     written = [p for p in tmp_path.rglob("*") if p.is_file() and "mathjax" not in p.parts]
@@ -153,12 +156,11 @@ def test_each_student_gets_their_own_notebook_back_with_points_and_comments_at_e
         writer.writerows(rows)
     assert cli.main(["gradebook", "--grades", str(grades)]) == 0
     page = (grades / "handback" / "bo" / "03_kl_divergence.html").read_text()
-    from answers import export
     from instructor.grader import handback
 
     cells = handback.annotated(nb, {"A3": ["x"], "Z9": ["y"]}).cells
     boxes = [i for i, c in enumerate(cells) if c.metadata.get("dgm_feedback")]
-    a3 = [i for i, c in enumerate(cells) if export.grading(c).get("grade_id", "").startswith("A3_")]
+    a3 = [i for i, c in enumerate(cells) if nbcells.grading(c).get("grade_id", "").startswith("A3_")]
     assert boxes[0] == a3[-1] + 1 and cells[boxes[1]].metadata["dgm_feedback"] == "Z9" and boxes[1] == len(cells) - 1
     assert "Feedback on question A3" in page
     assert "GaussianKL on fresh inputs: <strong>0 / 3</strong> - KL: wrong for 200 of 200 fresh inputs" in page
@@ -238,7 +240,7 @@ def test_students_whose_names_would_share_a_file_keep_their_own(tmp_path):
     results = {name: {**result(name, {}), "slug": slug} for name, slug in (("x", "x"), ("x.zip", "x.zip"))}
     for name in results:
         (tmp_path / "submitted" / results[name]["slug"]).mkdir(parents=True)
-    report.write_reports(tmp_path, results, jobs.manual_parts(), False, {"results": results})
+    report.write_reports(tmp_path, results, course_model.load().ta_parts(), False, {"results": results})
     assert (tmp_path / "handback-zips" / "x.zip").is_file() and (tmp_path / "handback-zips" / "x.zip.zip").is_file()
 
 

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import nbformat
 
-from answers import export
 from instructor.grader import jobs, plan, rebuild
+from tools import nbcells
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -25,7 +25,7 @@ def student(name: str, notebooks: dict) -> plan.Student:
 
 def broken(stem: str, grade_id: str) -> nbformat.NotebookNode:
     nb = solution(stem)
-    cell = next(c for c in nb.cells if export.grading(c).get("grade_id") == grade_id)
+    cell = next(c for c in nb.cells if nbcells.grading(c).get("grade_id") == grade_id)
     cell.source = cell.source.replace("### END SOLUTION", "    return (\n    ### END SOLUTION", 1)
     return nb
 
@@ -49,12 +49,12 @@ def test_a_cell_that_does_not_parse_becomes_its_own_error_and_the_others_export_
 
 def test_an_answer_too_long_to_parse_safely_costs_its_cell_only():
     nb = solution("03_kl_divergence")
-    cell = next(c for c in nb.cells if export.grading(c).get("grade_id") == "A3_pairs")
+    cell = next(c for c in nb.cells if nbcells.grading(c).get("grade_id") == "A3_pairs")
     cell.source = cell.source.replace("### END SOLUTION", "junk = [" + "1," * 200_000 + "]\n### END SOLUTION")
     result = rebuild.rebuild(jobs.released("03_kl_divergence"), nb)
     assert any("A3_pairs is 400,0" in p and "over the 100,000 allowed" in p for p in result.problems)
     assert "junk" not in next(c for c in result.notebook.cells
-                              if export.grading(c).get("grade_id") == "A3_pairs").source
+                              if nbcells.grading(c).get("grade_id") == "A3_pairs").source
 
 
 def test_a_notebook_gets_the_same_job_whether_those_it_builds_on_are_right_wrong_broken_or_missing():
@@ -94,9 +94,10 @@ def test_a_notebook_near_the_size_limit_costs_the_graders_process_little_and_ren
     script = textwrap.dedent("""
         import resource, sys, time
         from pathlib import Path
+        from instructor import course_model
         from instructor.grader import handback, jobs, plan, run
         started = time.monotonic()
-        students, _ = plan.read_class(Path(sys.argv[1]), jobs.graded_notebooks())
+        students, _ = plan.read_class(Path(sys.argv[1]), course_model.load().graded_notebooks())
         for job in jobs.jobs_for(students[0]):
             run.figures(students[0].notebooks[job.notebook])
         handback.render_page(next(Path(sys.argv[1]).glob("*/*.ipynb")), {"A3": ["x"]}, Path(sys.argv[2]))
@@ -105,7 +106,7 @@ def test_a_notebook_near_the_size_limit_costs_the_graders_process_little_and_ren
     peaks = {}
     for name, junk in (("ordinary", 0), ("huge", 3_700_000)):
         nb = solution("03_kl_divergence")
-        cell = next(c for c in nb.cells if export.grading(c).get("grade_id") == "A3_pairs")
+        cell = next(c for c in nb.cells if nbcells.grading(c).get("grade_id") == "A3_pairs")
         cell.source = cell.source.replace("### END SOLUTION", "junk = [" + "(1,)," * junk + "]\n### END SOLUTION")
         (tmp_path / name / "subs" / "s").mkdir(parents=True)
         nbformat.write(nb, tmp_path / name / "subs" / "s" / "03_kl_divergence.ipynb")
@@ -122,7 +123,7 @@ def test_a_notebook_near_the_size_limit_costs_the_graders_process_little_and_ren
 def test_a_duplicated_answer_cell_is_named_and_the_first_copy_graded():
     nb = solution("05_gan_theory")
     index, cell = next((i, c) for i, c in enumerate(nb.cells)
-                       if export.grading(c).get("grade_id") == "C3c_optimal_discriminator")
+                       if nbcells.grading(c).get("grade_id") == "C3c_optimal_discriminator")
     copy = nbformat.from_dict(dict(cell))
     copy["id"] = "pasted-copy"
     nb.cells.insert(index + 1, copy)

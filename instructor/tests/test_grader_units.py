@@ -10,6 +10,7 @@ import nbformat
 import pytest
 import torch
 
+from instructor import course_model
 from instructor.grader import bank, jobs, plan, rebuild, report, run, sandbox, score
 
 TEST = next(t for t in bank.tests("03_kl_divergence") if t.name == "GaussianKL")
@@ -69,7 +70,7 @@ def test_one_students_odd_notebook_or_names_never_stop_the_class(tmp_path):
     nbformat.write(nb, folder / "03_kl_divergence.ipynb")
     (folder / "notes\udcff.ipynb").write_text("{}")              # a file name that is not UTF-8
     nbformat.write(nb, folder / "00_setup.ipynb")                # shipped by the release, asks nothing
-    students, _ = plan.read_class(tmp_path / "subs", jobs.graded_notebooks())
+    students, _ = plan.read_class(tmp_path / "subs", course_model.load().graded_notebooks())
     assert any("notes\\xff.ipynb is not a notebook of this homework" in p for p in students[0].problems)
     assert not any("00_setup" in p for p in students[0].problems)
     assert [job.notebook for job in jobs.jobs_for(students[0])] == ["03_kl_divergence"]
@@ -80,7 +81,7 @@ def test_folder_names_are_kept_byte_for_byte_and_hidden_ones_are_named(tmp_path)
     for raw in (b"zo\xeb", b"zo\xe9", b".late"):                 # Latin-1 names from an old zip tool; a hidden one
         (subs / os.fsdecode(raw)).mkdir(parents=True)
     (subs / ".collected.json").write_text("{}")                  # make collect's own file: not a student
-    students, skipped = plan.read_class(subs, jobs.graded_notebooks())
+    students, skipped = plan.read_class(subs, course_model.load().graded_notebooks())
     assert sorted(s.name for s in students) == ["zo\\xe9", "zo\\xeb"]
     assert len({s.slug for s in students}) == 2
     assert skipped == [".late: a hidden name (rename it without the leading dot)"]
@@ -133,3 +134,17 @@ def test_a_job_that_makes_many_empty_files_is_stopped_and_its_scan_stays_short(t
     scan = time.monotonic()
     assert run.folder_usage(tmp_path, 2**40, 2_000)[1] == 2_001 and time.monotonic() - scan < 1
     assert run.folder_usage(tmp_path, 10 * 4096, 10**9)[0] <= 11 * 4096            # empty files take a block each
+
+
+def test_the_grader_reads_its_settings_once_from_the_command_line_and_the_environment():
+    from instructor.grader.config import Dask, GraderConfig
+
+    config = GraderConfig.from_command_line(["grade", "subs", "-j", "3", "--no-sandbox", "--student", "ada",
+                                             "--timeout", "60"], environ={"DASK_SCHEDULER": "tcp://h:8786"})
+    assert (config.command, config.submissions, config.jobs, config.sandboxed, config.students, config.mode) == \
+        ("grade", Path("subs"), 3, False, ("ada",), "quick")
+    assert config.notebook_timeout == 60 and config.dask == Dask(scheduler="tcp://h:8786")
+    assert config.dask.used(1) and "tcp://h:8786" in config.dask.where(3)
+    plain = GraderConfig.from_command_line(["gradebook"], environ={})
+    assert plain.dask == Dask() and not plain.dask.used(1) and plain.dask.used(2) and plain.notebook_timeout == 1800
+    assert Dask.from_environ({"DGM_FORCE_DASK": "1", "DASK_CLUSTER": "slurm"}).where(4) == "on 4 slurm worker(s)"

@@ -148,3 +148,29 @@ def test_what_the_kernel_writes_in_its_own_folder_counts_towards_the_jobs_disk_l
     started = time.monotonic()
     result = execute(area, writer, watch=run.disk_watch(area.job, settings))
     assert result.status != "ok" and "MB of disk" in result.message and time.monotonic() - started < 15
+
+
+def test_an_update_of_a_display_rewrites_its_outputs_only_while_they_stay_under_the_cap():
+    """Messages fed to the client as the kernel would send them: a display shown three times, updated, then
+    updated again once the outputs are near NOTEBOOK_CAP (that update would rewrite all three: it is not applied)."""
+    import nbformat
+
+    from instructor.grader.kernel import NOTEBOOK_CAP, CappedClient
+
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("display")])
+    client, cell = CappedClient(nb), nb.cells[0]
+    client.reset_execution_trackers()               # as execute() and execute_cell() do first
+    client.clear_before_next_output = False
+
+    def message(kind, text):
+        return {"msg_type": kind, "header": {"msg_type": kind}, "parent_header": {"msg_id": "m"},
+                "content": {"data": {"text/plain": text}, "metadata": {}, "transient": {"display_id": "d"}}}
+    for _ in range(3):
+        client.process_message(message("display_data", "a"), cell, 0)
+    client.process_message(message("update_display_data", "b"), cell, 0)
+    assert [o.data["text/plain"] for o in cell.outputs] == ["b", "b", "b"]
+    client.received = NOTEBOOK_CAP - 100      # one output's rewrite fits, three do not
+    client.process_message(message("update_display_data", "c"), cell, 0)
+    assert [o.data["text/plain"] for o in cell.outputs] == ["b", "b", "b"] and client.received > NOTEBOOK_CAP
+    client.clear_display_id_mapping(0)
+    assert client.displayed == {"d": {}}

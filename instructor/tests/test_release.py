@@ -13,7 +13,7 @@ import nbformat
 import pytest
 
 from answers import export
-from instructor import questions, release
+from instructor import course_model, release
 from instructor.tests.leaks import (
     answer_functions,
     docstring_leaks,
@@ -24,6 +24,7 @@ from instructor.tests.leaks import (
     release_text,
     return_gaps,
 )
+from tools import nbcells
 
 ROOT = Path(__file__).resolve().parents[2]
 STUDENT_REPO = "https://github.com/example-course/homework"
@@ -96,14 +97,14 @@ def test_the_release_holds_what_students_need_and_nothing_of_the_instructors(bui
 
 
 def test_every_question_id_has_an_exercise_region_in_the_release(built):
-    for notebook, ids in questions.ids_by_notebook().items():
+    for notebook, ids in course_model.load().ids_by_notebook().items():
         cells = nbformat.read(built / "notebooks" / f"{notebook}.ipynb", as_version=4).cells
-        tagged = {export.question_of(c) for c in cells if export.grading(c).get("solution")}
+        tagged = {nbcells.question_of(c) for c in cells if nbcells.grading(c).get("solution")}
         assert set(ids) <= tagged, f"{notebook}: no exercise region for {sorted(set(ids) - tagged)}"
 
 
 def test_each_release_notebook_states_its_questions_points_and_grading(built):
-    for notebook, ids in questions.ids_by_notebook().items():
+    for notebook, ids in course_model.load().ids_by_notebook().items():
         nb = nbformat.read(built / "notebooks" / f"{notebook}.ipynb", as_version=4)
         table = next(c.source for c in nb.cells if c.source.startswith("## Questions of this notebook"))
         for qid in ids:
@@ -162,7 +163,7 @@ def test_an_untouched_release_notebook_stops_at_its_first_stub_naming_it(built):
            "DGM_OUTPUT": str(built / ".quick")}
     for path in sorted((built / "notebooks").glob("[0-9][0-9]_*.ipynb")):
         nb = nbformat.read(path, as_version=4)
-        first = next((c for c in nb.cells if export.grading(c).get("solution") and c.cell_type == "code"), None)
+        first = next((c for c in nb.cells if nbcells.grading(c).get("solution") and c.cell_type == "code"), None)
         if first is None:
             continue
         os.environ.update(env)
@@ -174,7 +175,7 @@ def test_an_untouched_release_notebook_stops_at_its_first_stub_naming_it(built):
             for key in env:
                 os.environ.pop(key, None)
         assert stopped.value.ename == "NotImplementedError", (path.name, stopped.value.ename, stopped.value.evalue)
-        assert "is not written yet" in stopped.value.evalue and export.question_of(first) in stopped.value.evalue
+        assert "is not written yet" in stopped.value.evalue and nbcells.question_of(first) in stopped.value.evalue
 
 
 def test_the_students_own_tests_that_read_the_release_pass_there(built):
@@ -199,15 +200,15 @@ def test_the_release_answers_are_stubs_exported_from_its_notebooks(built):
 def test_the_instructors_guide_names_every_asked_answer_and_the_points_it_gives():
     """docs/instructors.md says per notebook what is given and what is asked: checked against the notebooks and the
     bank, so that the guide cannot drift from what the release asks."""
-    from instructor.grader import bank, jobs
+    from instructor.grader import bank
 
     guide = (ROOT / "docs" / "instructors.md").read_text()
     rows = {line.split("|")[1].strip(): line for line in guide.splitlines() if re.match(r"^\| 0\d \|", line)}
-    parts = jobs.manual_parts()
+    parts = course_model.load().ta_parts()
     for path in SOLUTIONS:
         cells = nbformat.read(path, as_version=4).cells
         names = set()
-        for cell in filter(export.is_code_answer, cells):
+        for cell in filter(nbcells.is_code_answer, cells):
             lines = cell.source.split("\n")
             for first, last in export.regions(cell.source):
                 name = release.enclosing_definitions(lines, first).split(".")[0]

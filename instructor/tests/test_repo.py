@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from instructor import course_model
+
 ROOT = Path(__file__).resolve().parents[2]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
 
@@ -56,10 +58,10 @@ META = {"data", "environment"}  # written by load_mnist and the setup notebook, 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
 def test_committed_records_are_the_question_ids_of_the_index(path):
-    """Every record of a notebook is a question id of QUESTIONS.md for that notebook (no stray or misspelt ids)."""
-    index = set(re.findall(rf"^\| (\w[\w-]*) \| .+ \| {path.stem} \|$", (ROOT / "QUESTIONS.md").read_text(), re.M))
+    """Every record of a notebook is a question id that notebook asks (no stray or misspelt ids)."""
+    index = set(course_model.load().ids_by_notebook().get(path.stem, []))
     records = set(json.loads((ROOT / "results" / f"{path.stem}.json").read_text())) - META
-    assert records <= index, f"results/{path.stem}.json holds ids not in QUESTIONS.md: {sorted(records - index)}"
+    assert records <= index, f"results/{path.stem}.json holds ids its notebook does not ask: {sorted(records - index)}"
 
 
 def test_make_lint_passes():
@@ -144,3 +146,22 @@ def test_the_long_number_detector_finds_a_seventh_digit():
 def test_committed_records_keep_6_significant_digits(path):
     records = json.loads((ROOT / "results" / f"{path.stem}.json").read_text())
     assert not long_numbers(records), f"re-run the notebook to round these (helpers.records): {long_numbers(records)}"
+
+
+def variables_read(text: str) -> set:
+    """Names of environment variables a source file reads: os.environ.get/[...]/getenv with a literal name, or a
+    *_VARIABLE constant (helpers name theirs so)."""
+    read = re.findall(r"""(?:environ\.get\(|environ\[|getenv\()\s*["']([A-Z][A-Z0-9_]+)["']""", text)
+    return set(read) | set(re.findall(r"""^\w+_VARIABLE\s*=\s*["']([A-Z][A-Z0-9_]+)["']""", text, re.M))
+
+
+def test_every_environment_variable_the_code_reads_is_in_the_developers_table():
+    table = (ROOT / "docs" / "developers.md").read_text().split("## Environment variables", 1)[1].split("\n## ")[0]
+    documented = set(re.findall(r"`([A-Z][A-Z0-9_]+)`", table))
+    sources = [p for folder in ("helpers", "tools", "answers", "instructor") for p in (ROOT / folder).rglob("*.py")
+               if "tests" not in p.relative_to(ROOT).parts]
+    read = {name: path for path in sources for name in variables_read(path.read_text())}
+    assert len(read) >= 10, sorted(read)
+    missing = {name: str(path.relative_to(ROOT)) for name, path in read.items() if name not in documented}
+    assert not missing, f"variables read but not in docs/developers.md's table: {missing}"
+    assert variables_read('x = os.environ.get("DGM_NEW")\nNEW_VARIABLE = "DGM_OTHER"\n') == {"DGM_NEW", "DGM_OTHER"}

@@ -12,6 +12,7 @@ import pytest
 from answers import export
 from instructor import similarity
 from instructor.grader import jobs
+from tools import nbcells
 
 ROOT = Path(__file__).resolve().parents[2]
 NOTEBOOK = "01_ancestral_sampling"
@@ -22,7 +23,7 @@ NOTEBOOK = "01_ancestral_sampling"
 def solution_region(grade_id: str) -> str:
     """The code between the markers of a solution cell, without its indentation: the answer as the solution has it."""
     cell = next(c for c in nbformat.read(ROOT / "notebooks" / f"{NOTEBOOK}.ipynb", as_version=4).cells
-                if export.grading(c).get("grade_id") == grade_id)
+                if nbcells.grading(c).get("grade_id") == grade_id)
     lines = cell.source.split("\n")
     first, last = export.regions(cell.source)[0]
     return textwrap.dedent("\n".join(lines[first + 1:last]))
@@ -72,7 +73,7 @@ def answered(release: nbformat.NotebookNode, answers: dict) -> nbformat.Notebook
     """The release notebook with `answers` (grade_id -> code or text) written where a student writes them."""
     nb = nbformat.from_dict(release)
     for cell in nb.cells:
-        grade_id = export.grading(cell).get("grade_id")
+        grade_id = nbcells.grading(cell).get("grade_id")
         if grade_id not in answers:
             continue
         if cell.cell_type == "markdown":

@@ -25,7 +25,10 @@ and the value must reach the reference answers' own value in the key (`make key`
 notebook saves, and the student's records, are evidence for the TAs, never points.
 
 The tests of a notebook live in the module of the same name as its answers (bank/kl_divergence.py tests
-answers/kl_divergence.py), or in modules that add a suffix to it (bank/vae_latent.py); `tests()` collects them all.
+answers/kl_divergence.py), or in modules that add a suffix to it (bank/vae_latent.py); `tests()` collects them all,
+for every notebook that notebooks/ holds (instructor/course_model.py maps the modules to the notebooks, and reads these
+declarations for the release and the pages without importing the bank). Other modules (compare.py, stand_ins.py) are
+the tests' helpers.
 """
 import importlib
 import inspect
@@ -33,9 +36,7 @@ import pkgutil
 import textwrap
 from dataclasses import dataclass
 
-NOTEBOOKS = {"ancestral_sampling": "01_ancestral_sampling", "latent_variable_models": "02_latent_variable_models",
-             "kl_divergence": "03_kl_divergence", "vae": "04_vae", "gan_theory": "05_gan_theory",
-             "gan_mnist": "06_gan_mnist", "backprop": "07_backprop"}
+from instructor import course_model
 
 
 class _Probed:
@@ -96,8 +97,10 @@ class ModelTest(_Probed):
 
 def _notebook_of(module_name: str) -> str:
     """The notebook a bank module tests: vae.py and vae_latent.py both test answers/vae.py."""
-    name = module_name.rsplit(".", 1)[-1]
-    return next(NOTEBOOKS[key] for key in NOTEBOOKS if name == key or name.startswith(f"{key}_"))
+    notebook = course_model.load().notebook_of_module(module_name)
+    if notebook is None:
+        raise course_model.CourseError(f"{module_name} holds tests, but no notebook's answer module is named after it")
+    return notebook
 
 
 def hidden_test(question: str, points: float, shared: tuple = ()):
@@ -124,10 +127,10 @@ def model_test(question: str, points: float, *, rule: str, tolerance: str, share
 
 def modules(notebook: str | None = None) -> list:
     """The bank modules that hold tests, in name order; only one notebook's with `notebook`."""
+    course = course_model.load()
     names = sorted(i.name for i in pkgutil.iter_modules(__path__))
     return [importlib.import_module(f"{__name__}.{name}") for name in names
-            if any(name == key or name.startswith(f"{key}_") for key in NOTEBOOKS)
-            and notebook in (None, _notebook_of(name))]
+            if course.notebook_of_module(name) is not None and notebook in (None, course.notebook_of_module(name))]
 
 
 def tests(notebook: str | None = None) -> list:

@@ -76,19 +76,28 @@ def grade(config: GraderConfig) -> int:
     settings = settings_from(config, read_key())
     course = lms.course_of(submissions, config.course)
     late, roster = lms.lateness(submissions, course), lms.roster(course, submissions)   # a bad file stops here
-    students, skipped = plan.read_class(submissions, course_model.load().graded_notebooks())
-    if not students:
-        raise SystemExit(f"{submissions} holds no student folders")
-    for name in skipped:
-        print(f"skipped {name}", file=sys.stderr)
-    all_jobs = []
-    for student in students:
+    all_jobs, handed_in_figures = [], {}
+    shutil.rmtree(grades / "submitted", ignore_errors=True)
+
+    def prepare(student: plan.Student) -> None:
+        """The student's jobs, the notebooks as handed in (for the hand-back pages) and their figures (for the TA
+        pages); then the notebooks are let go."""
+        nonlocal all_jobs
         try:
             all_jobs += jobs.jobs_for(student)
         except Exception as error:        # one student's files never stop the class: named, that student unrun
             student.problems.append(f"the grader could not read these notebooks ({type(error).__name__}); a TA "
                                     "has the files")
-            student.notebooks = {}
+        for stem, nb in student.notebooks.items():
+            handed_in_figures[(student.slug, stem)] = run.figures(nb)
+            report.write_text(grades / "submitted" / student.slug / f"{stem}.ipynb", nbformat.writes(nb))
+        student.notebooks = {}
+
+    students, skipped = plan.read_class(submissions, course_model.load().graded_notebooks(), then=prepare)
+    if not students:
+        raise SystemExit(f"{submissions} holds no student folders")
+    for name in skipped:
+        print(f"skipped {name}", file=sys.stderr)
     regrade = chosen(students, config.students) if config.students else None
     print(f"grading {len(students)} student(s) in {submissions} ({settings.mode} settings, "
           f"{'sandboxed' if settings.sandboxed else 'NO SANDBOX'}, {config.dask.where(config.jobs)})", flush=True)
@@ -101,7 +110,7 @@ def grade(config: GraderConfig) -> int:
         before = unsandboxed.Snapshot([grades])
         with tempfile.TemporaryDirectory(prefix="dgm-cache-") as cache:
             results, ran = cluster.run_all(all_jobs, settings, Path(cache), workers=1, regrade=regrade,
-                                           dask=config.dask)
+                                           dask=config.dask, in_memory=True)
         for line in before.restore():
             print(f"WARNING: while submissions ran, grades/: {line}", file=sys.stderr)
     sandbox.sweep(0)                     # the jobs' empty cgroups
@@ -111,12 +120,8 @@ def grade(config: GraderConfig) -> int:
             if (student.slug, stem) not in by_job:
                 by_job[(student.slug, stem)] = jobs.not_handed_in(student, stem)
         by_job[(student.slug, course_model.load().graded_notebooks()[0])]["student_problems"] = student.problems
-        for stem, nb in student.notebooks.items():      # for the TA pages, beside the grader's rerun
-            by_job[(student.slug, stem)]["handed_in_figures"] = run.figures(nb)
-    shutil.rmtree(grades / "submitted", ignore_errors=True)
-    for student in students:                             # the hand-back pages show the notebooks as handed in
-        for stem, nb in student.notebooks.items():
-            report.write_text(grades / "submitted" / student.slug / f"{stem}.ipynb", nbformat.writes(nb))
+    for (slug, stem), figures in handed_in_figures.items():     # for the TA pages, beside the grader's rerun
+        by_job[(slug, stem)]["handed_in_figures"] = figures
     write_outputs(grades, by_job, settings, config.show_expected, submissions, ran, len(all_jobs), late, roster)
     return not_graded(by_job.values())
 
@@ -155,9 +160,11 @@ def write_outputs(grades: Path, by_job: dict, settings: Settings, show_expected:
     if executed.exists():
         shutil.rmtree(executed)
     for (slug, stem), result in by_job.items():
-        if result.get("executed"):
-            report.write_text(executed / slug / f"{stem}.ipynb", json.dumps(result["executed"], indent=1))
-    results = {f"{slug}/{stem}": {k: v for k, v in r.items() if k != "executed"} for (slug, stem), r in by_job.items()}
+        copy = result.get("executed") or cluster.executed_copy(result)
+        if copy:
+            report.write_text(executed / slug / f"{stem}.ipynb", json.dumps(copy, indent=1))
+    results = {f"{slug}/{stem}": {k: v for k, v in r.items() if k not in ("executed", "executed_file")}
+               for (slug, stem), r in by_job.items()}
     details = {"when": datetime.datetime.now().astimezone().isoformat(timespec="seconds"), "mode": settings.mode,
                "late": late or {}, "roster": roster or {},
                "sandboxed": settings.sandboxed, "submissions": str(submissions), "key_version": settings.key_version,

@@ -38,6 +38,23 @@ def store(cache: Path, key: str, result: dict) -> None:
     os.replace(tmp, cache / f"{key}.json")
 
 
+def without_copy(result: dict, cache: Path, key: str) -> dict:
+    """The result as the grader keeps it while the class runs: its executed copy stays in the cache's file, read back
+    once, when the copies are written (executed_copy)."""
+    if result.get("executed") is None:
+        return result
+    return {**result, "executed": None, "executed_file": str(cache / f"{key}.json")}
+
+
+def executed_copy(result: dict) -> dict | None:
+    """The executed notebook of a result kept without it, from its cache file."""
+    path = result.get("executed_file")
+    try:
+        return json.loads(Path(path).read_text()).get("executed") if path else None
+    except (OSError, json.JSONDecodeError):
+        return None
+
+
 def failed(job: Job, error: BaseException) -> dict:
     """The result of a job the grader could not run: "not graded", never a student's points. The cause is for the
     instructor (details.json and the grader's output), never cached, so the next `make grade` runs the job again."""
@@ -96,14 +113,18 @@ def client_for(workers: int, dask: Dask | None = None):
 
 
 def run_all(jobs: list, settings: Settings, cache: Path, workers: int = 1, report=print,
-            regrade: set | None = None, dask: Dask | None = None) -> tuple:
+            regrade: set | None = None, dask: Dask | None = None, in_memory: bool = False) -> tuple:
     """(job key -> result, how many ran now) for every job, from the cache or run; a progress bar meanwhile. With
     `regrade` (student slugs), only those students' jobs run, whatever the cache holds; the others come from the
-    cache or are "not graded" (never run behind the instructor's back)."""
+    cache or are "not graded" (never run behind the instructor's back). The executed copies stay in the cache's
+    files (`executed_copy` reads one back), unless `in_memory` (a cache that is deleted before they are written)."""
+    def kept(result: dict, key: str) -> dict:
+        return result if in_memory else without_copy(result, cache, key)
+
     keys = {job_key(job, settings): job for job in jobs}
     if len(keys) != len(jobs):
         raise RuntimeError("two jobs share a cache key: every job names its student and notebook, so this is a bug")
-    results = {k: r for k, j in keys.items()
+    results = {k: kept(r, k) for k, j in keys.items()
                if not (regrade and j.slug in regrade) and (r := cached(cache, k)) is not None}
     pending = {k: j for k, j in keys.items() if k not in results}
     if regrade:
@@ -122,6 +143,7 @@ def run_all(jobs: list, settings: Settings, cache: Path, workers: int = 1, repor
         results[key] = result
         if not result.get("grader_failure"):           # the grader's own failure is tried again next time
             store(cache, key, result)
+            results[key] = kept(result, key)
         bar.set_postfix(not_graded=failures, refresh=False)
         bar.update()
 

@@ -40,14 +40,16 @@ def jobs_for(student: plan.Student) -> list:
     reference answers of the notebooks it imports, so that it scores the same whether the ones it builds on (04 on
     02 and 03) are handed in, right, wrong or broken."""
     rebuilt = {stem: rebuild.rebuild(released(stem), nb) for stem, nb in student.notebooks.items()}
-    own = exported_answers({stem: r.notebook for stem, r in rebuilt.items()})
+    notes = {}
+    own = exported_answers({stem: r.notebook for stem, r in rebuilt.items()}, notes)
     jobs = []
     for stem, r in sorted(rebuilt.items()):
         module = export.module_name(Path(f"{stem}.ipynb"))
         answers = {name: reference_answers()[name] for name in imported(stem) - {module}}
         if module in own:
             answers[module] = own[module]
-        jobs.append(Job(student.name, student.slug, stem, dict(r.notebook), answers, r.written, r.problems))
+        jobs.append(Job(student.name, student.slug, stem, dict(r.notebook), answers, r.written,
+                        r.problems + notes.get(stem, [])))
     return jobs
 
 

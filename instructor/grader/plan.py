@@ -122,9 +122,10 @@ def printable(name: str) -> str:
     return name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
 
-def read_class(submissions: Path, expected: list) -> tuple:
+def read_class(submissions: Path, expected: list, then=None) -> tuple:
     """(every student folder of `submissions`, the entries skipped and why): symbolic links, plain files and hidden
-    names at the top are named, not followed."""
+    names at the top are named, not followed. `then(student)` runs on each student as soon as it is read, before the
+    next is: the grader builds its jobs there and lets go of the notebooks, so that a class is never in memory."""
     students, taken, skipped = [], set(), []
     for entry in sorted(submissions.iterdir()):
         if entry.name.startswith("."):
@@ -136,4 +137,6 @@ def read_class(submissions: Path, expected: list) -> tuple:
             continue
         name = printable(entry.name)
         students.append(read_student(entry, name, slug_for(name, taken), expected))
+        if then is not None:
+            then(students[-1])
     return students, skipped

@@ -86,16 +86,25 @@ class Job:
         return hashlib.sha256(text.encode()).hexdigest()
 
 
-def exported_answers(notebooks: dict) -> dict:
+def exported_answers(notebooks: dict, notes: dict | None = None) -> dict:
     """module name -> exported text, for each of a student's rebuilt notebooks (unparseable answers are left out:
-    the probes then report the import error as the student's)."""
-    modules = {}
+    the probes then report the import error as the student's). `notes` (stem -> sentences) receives each name the
+    answers use and no answer cell defines or imports: the probes import the answers alone, without the given cells."""
+    modules, notes = {}, ({} if notes is None else notes)
     for stem, nb in notebooks.items():
+        said = notes.setdefault(stem, [])
+
+        def note(line: str, said=said) -> None:
+            if "which no answer cell defines or imports" in line:
+                name = line.split("`")[1]
+                said.append(f"your answers use `{name}`, which no answer cell defines or imports: the hidden tests "
+                            "import your answers without the given cells, so import it in the answer cell that "
+                            "uses it")
         with tempfile.TemporaryDirectory() as tmp:
             path = Path(tmp) / f"{stem}.ipynb"
             nbformat.write(nb, path)
             try:
-                text = export.module_text(path, report=lambda _: None)
+                text = export.module_text(path, report=note)
             except Exception:                          # a parser's MemoryError included: the student's problem
                 text = 'raise SyntaxError("an answer cell of this notebook does not parse")\n'
         if text:

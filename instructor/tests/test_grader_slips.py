@@ -164,3 +164,14 @@ def test_what_one_answer_switches_off_in_torch_is_back_on_for_the_next_test():
     finally:
         torch.set_grad_enabled(True)
         torch.set_default_dtype(torch.float32)
+
+
+def test_an_answer_that_uses_a_name_only_a_given_cell_imports_is_told_so():
+    nb = solution("03_kl_divergence")
+    cell = next(c for c in nb.cells if nbcells.grading(c).get("grade_id") == "C1h_kl_equal_variance")
+    cell.source = cell.source.replace("### BEGIN SOLUTION\n", "### BEGIN SOLUTION\n    np.asarray(s)\n", 1)
+    job = next(j for j in jobs.jobs_for(student("forgot_import", {"03_kl_divergence": nb})))
+    assert any("your answers use `np`, which no answer cell defines or imports" in p for p in job.problems), \
+        job.problems
+    honest = next(j for j in jobs.jobs_for(student("honest", {"03_kl_divergence": solution("03_kl_divergence")})))
+    assert not any("no answer cell defines or imports" in p for p in honest.problems)

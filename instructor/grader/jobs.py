@@ -48,7 +48,7 @@ def jobs_for(student: plan.Student) -> list:
         answers = {name: reference_answers()[name] for name in imported(stem) - {module}}
         if module in own:
             answers[module] = own[module]
-        jobs.append(Job(student.name, student.slug, stem, dict(r.notebook), answers, r.written,
+        jobs.append(Job(student.name, student.slug, stem, Job.pack(r.notebook), answers, r.written,
                         r.problems + notes.get(stem, [])))
     return jobs
 

@@ -21,6 +21,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import zlib
 from dataclasses import asdict, dataclass, field
 from functools import cache
 from pathlib import Path
@@ -71,10 +72,19 @@ class Job:
     student: str
     slug: str
     notebook: str                      # stem, e.g. 04_vae
-    rebuilt: dict                      # the notebook to run (nbformat as a dict)
+    packed: bytes                      # the notebook to run, as zlib-compressed JSON: a class's jobs are held at once
     answers: dict                      # module name -> text: every exported answer module of this student
     written: dict = field(default_factory=dict)
     problems: list = field(default_factory=list)
+
+    @staticmethod
+    def pack(notebook: dict) -> bytes:
+        return zlib.compress(json.dumps(notebook).encode())
+
+    @property
+    def rebuilt(self) -> dict:
+        """The notebook to run (nbformat as a dict)."""
+        return json.loads(zlib.decompress(self.packed))
 
     def cache_key(self, settings: Settings) -> str:
         """What decides the job's result: its notebook, the answers it imports, the key and the mode."""

@@ -52,7 +52,9 @@ class _Probed:
     def probe_source(self) -> str:
         """The probe as the sandbox receives it: the shared functions, then a plain `def probe(answers, inputs)`."""
         sources = [textwrap.dedent(inspect.getsource(f)) for f in (*self.shared, self.probe)]
-        return "\n\n".join("\n".join(line for line in s.split("\n") if not line.startswith("@")) for s in sources)
+        alias = [] if self.probe.__name__ == "probe" else [f"probe = {self.probe.__name__}\n"]   # a shared loop
+        return "\n\n".join(["\n".join(line for line in s.split("\n") if not line.startswith("@")) for s in sources]
+                           + alias)
 
 
 @dataclass(frozen=True)

@@ -351,55 +351,28 @@ def test_elbo(outputs, ref, data, name: str) -> float:
         return ref.vae.elbo(model, test_x, samples=10).mean().item()
 
 
-@model_test("B4", points=2, rule="at_least", tolerance="5%", shared=(train_vae,))
+@model_test("B4", points=2, rule="at_least", tolerance="5%")
 class ModelB:
     """model B (q = N(g(x), 0.01 I), 2-D), trained by the grader with your `vae_loss`: its test ELBO"""
-
-    @staticmethod
-    def inputs(rng):
-        return vae_training("ModelB", CONSTANT)
-
-    @staticmethod
-    def probe(answers, inputs):
-        return train_vae(answers, inputs)
-
-    @staticmethod
-    def evaluate(outputs, ref, data):
-        return test_elbo(outputs, ref, data, "ModelB")
+    inputs = staticmethod(lambda rng: vae_training("ModelB", CONSTANT))
+    probe = staticmethod(train_vae)
+    evaluate = staticmethod(lambda outputs, ref, data: test_elbo(outputs, ref, data, "ModelB"))
 
 
-@model_test("C2a-C2e", points=2, rule="at_least", tolerance="5%", shared=(train_vae,))
+@model_test("C2a-C2e", points=2, rule="at_least", tolerance="5%")
 class Model2D:
     """the 2-D model with a learned variance, trained by the grader with your `vae_loss`: its test ELBO"""
-
-    @staticmethod
-    def inputs(rng):
-        return vae_training("Model2D", DECAYED)
-
-    @staticmethod
-    def probe(answers, inputs):
-        return train_vae(answers, inputs)
-
-    @staticmethod
-    def evaluate(outputs, ref, data):
-        return test_elbo(outputs, ref, data, "Model2D")
+    inputs = staticmethod(lambda rng: vae_training("Model2D", DECAYED))
+    probe = staticmethod(train_vae)
+    evaluate = staticmethod(lambda outputs, ref, data: test_elbo(outputs, ref, data, "Model2D"))
 
 
-@model_test("A9", points=2, rule="at_least", tolerance="5%", shared=(train_vae,))
+@model_test("A9", points=2, rule="at_least", tolerance="5%")
 class Model20D:
     """the 20-D model, trained by the grader with your `vae_loss`: its test ELBO"""
-
-    @staticmethod
-    def inputs(rng):
-        return vae_training("Model20D", DECAYED)
-
-    @staticmethod
-    def probe(answers, inputs):
-        return train_vae(answers, inputs)
-
-    @staticmethod
-    def evaluate(outputs, ref, data):
-        return test_elbo(outputs, ref, data, "Model20D")
+    inputs = staticmethod(lambda rng: vae_training("Model20D", DECAYED))
+    probe = staticmethod(train_vae)
+    evaluate = staticmethod(lambda outputs, ref, data: test_elbo(outputs, ref, data, "Model20D"))
 
 
 # --- a wrong answer per question, for instructor/tests/test_bank.py ------------------------------------------------

@@ -51,11 +51,14 @@ def test_make_student_refuses_a_release_that_points_at_the_solutions(tmp_path):
 
 
 def test_make_student_refuses_what_is_not_a_repository_address(tmp_path):
-    for repository in ("example.org/course/homework", "https://github.com/course", "file:///srv/homework"):
-        result = subprocess.run([sys.executable, "-m", "instructor.release", "--out", str(tmp_path / "release"),
-                                 "--repository", repository], cwd=ROOT, capture_output=True, text=True, timeout=120)
-        assert result.returncode != 0 and "is not a repository address" in result.stderr, result.stderr
-        assert not (tmp_path / "release").exists()
+    result = subprocess.run([sys.executable, "-m", "instructor.release", "--out", str(tmp_path / "release"),
+                             "--repository", "example.org/course/homework"], cwd=ROOT, capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode != 0 and "is not a repository address" in result.stderr, result.stderr
+    for repository in ("https://github.com/course", "file:///srv/homework"):     # the same main(), in this process
+        with pytest.raises(SystemExit, match="is not a repository address"):
+            release.main(["--out", str(tmp_path / "release"), "--repository", repository])
+    assert not (tmp_path / "release").exists()
     ssh = release.repository_url().replace("https://github.com/", "git@github.com:") + ".git"
     with pytest.raises(SystemExit, match="is the solutions' repository"):
         release.check_repository(ssh)                        # the same repository in its ssh form

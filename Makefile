@@ -45,14 +45,15 @@ answers: setup ## export the notebooks' answer cells to answers/*.py (later note
 run: setup answers ## execute every notebook with full settings (committed outputs); a notebook changes only if it succeeds
 	DGM_MODE=full $(BIN)/python -m tools.run_notebooks --kernel $(KERNEL) $(NOTEBOOKS)
 
-# test processes: one per core, each with one torch thread (`make test TEST_THREADS=2`: two threads each)
+# test processes: one per core, each with one torch thread (`make test TEST_THREADS=2`: two threads each); each test
+# file runs in one of them, in the order collected (instructor/tests/conftest.py puts the longest first)
 TEST_WORKERS ?= $(shell $(PYTHON) -c 'import os; print(os.cpu_count() or 1)')
 TEST_THREADS ?= 1
 
 test: setup ## every test, and every notebook under nbval with quick settings (records go to .quick/)
 	rm -rf .quick  # quick runs start from nothing, like CI: no stale checkpoint from older code
 	DGM_MODE=quick DGM_DATA_SOURCE=embedded OMP_NUM_THREADS=$(TEST_THREADS) MKL_NUM_THREADS=$(TEST_THREADS) \
-	  $(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile tests $(wildcard instructor/tests) notebooks
+	  $(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder tests $(wildcard instructor/tests) notebooks
 
 lab: setup ## open Jupyter Lab on the notebooks
 	$(BIN)/jupyter lab notebooks/

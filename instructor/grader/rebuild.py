@@ -112,7 +112,7 @@ def rebuild(release: nbformat.NotebookNode, submitted: nbformat.NotebookNode) ->
         cell.source, problem = standing_alone(cell.source, bodies, grade_id)
         if problem:
             result.problems.append(problem)
-    seen = [export.grading(c).get("grade_id") for c in submitted.cells if export.grading(c).get("grade_id")]
+    seen = [nbcells.grading(c).get("grade_id") for c in submitted.cells if nbcells.grading(c).get("grade_id")]
     for grade_id in sorted({g for g in seen if seen.count(g) > 1 and g in released_ids}):
         result.problems.append(f"the answer cell {grade_id} appears {seen.count(grade_id)} times: the first was "
                                "graded, the copies below it were not")

@@ -14,6 +14,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
+from instructor.tests import shared
 from tools import nbcells
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -65,13 +66,8 @@ RUNS = {run: [p for p in PLANTED if p[0] == run] for run in dict.fromkeys(p[0] f
 
 
 @pytest.fixture(scope="module")
-def built(tmp_path_factory):
-    out = tmp_path_factory.mktemp("check") / "release"
-    result = subprocess.run([sys.executable, "-m", "instructor.release", "--out", str(out), "--repository",
-                             "https://github.com/example-course/homework"], cwd=ROOT, capture_output=True, text=True,
-                            timeout=600)
-    assert result.returncode == 0, result.stdout + result.stderr
-    return out
+def built():
+    return shared.release("https://github.com/example-course/homework")
 
 
 @pytest.fixture

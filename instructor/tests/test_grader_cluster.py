@@ -105,40 +105,43 @@ def connect(address: str, workers: int):
     return client
 
 
-def test_make_grade_dash_j_2_runs_two_notebooks_at_once(tmp_path):
-    subs = tmp_path / "class"
-    write_student(subs, "ada")
-    write_student(subs, "cy", wrong=True)
-    done = make_grade(subs, tmp_path / "grades", plain_env(DASK_SCHEDULER=""), "-j", "2")
-    assert done.returncode == 0, done.stdout + done.stderr
-    assert "2 at a time" in done.stdout
-    runs = [r for r in details(tmp_path / "grades")["results"].values() if r["notebook"] == NOTEBOOK]
-    assert len({r["worker"] for r in runs}) == 2, "both notebooks ran in one worker process"
-    (a0, a1), (b0, b1) = (r["interval"] for r in runs)
-    assert a0 < b1 and b0 < a1, "the two notebooks ran one after the other"
-    rows = {row[0]: row for row in gradebook(tmp_path / "grades")}
-    assert rows["ada"][1:] != rows["cy"][1:]
-
-    again = make_grade(subs, tmp_path / "grades", plain_env(DASK_SCHEDULER=""), "STUDENT=cy")
-    assert again.returncode == 0, again.stdout + again.stderr
-    assert "1 from the cache, 1 to run (1 student(s))" in again.stdout
-    assert [r["student"] for r in details(tmp_path / "grades")["results"].values()
-            if r["notebook"] == NOTEBOOK and r["interval"][0] > max(a1, b1)] == ["cy"]
-    assert {row[0]: row for row in gradebook(tmp_path / "grades")} == rows
-    unknown = make_grade(subs, tmp_path / "grades", plain_env(DASK_SCHEDULER=""), "STUDENT=bo")
-    assert unknown.returncode != 0 and "no student 'bo' in the submissions; they are: ada, cy" in unknown.stderr
-
-
 @pytest.fixture(scope="module")
-def local_gradebook(tmp_path_factory):
-    """The class graded on this machine alone, one notebook at a time: what every route must reproduce."""
+def graded_here(tmp_path_factory):
+    """The class (ada right, cy wrong) graded once on this machine by `make grade -j 2`: two notebooks at once on a
+    LocalCluster. Its gradebook is what every route must reproduce: cy graded again one at a time (the direct route),
+    the guide's scheduler and workers, a rerun after a worker that could not sandbox."""
     base = tmp_path_factory.mktemp("local")
     write_student(base / "class", "ada")
     write_student(base / "class", "cy", wrong=True)
-    done = make_grade(base / "class", base / "grades", plain_env(DASK_SCHEDULER=""))
+    done = make_grade(base / "class", base / "grades", plain_env(DASK_SCHEDULER=""), "-j", "2")
     assert done.returncode == 0, done.stdout + done.stderr
-    assert "1 at a time" in done.stdout
-    return gradebook(base / "grades")
+    return {"class": base / "class", "grades": base / "grades", "output": done.stdout,
+            "gradebook": gradebook(base / "grades"), "details": details(base / "grades")}
+
+
+@pytest.fixture(scope="module")
+def local_gradebook(graded_here):
+    return graded_here["gradebook"]
+
+
+def test_make_grade_dash_j_2_runs_two_notebooks_at_once(graded_here):
+    subs, grades = graded_here["class"], graded_here["grades"]
+    assert "2 at a time" in graded_here["output"]
+    runs = [r for r in graded_here["details"]["results"].values() if r["notebook"] == NOTEBOOK]
+    assert len({r["worker"] for r in runs}) == 2, "both notebooks ran in one worker process"
+    (a0, a1), (b0, b1) = (r["interval"] for r in runs)
+    assert a0 < b1 and b0 < a1, "the two notebooks ran one after the other"
+    rows = {row[0]: row for row in graded_here["gradebook"]}
+    assert rows["ada"][1:] != rows["cy"][1:]
+
+    again = make_grade(subs, grades, plain_env(DASK_SCHEDULER=""), "STUDENT=cy")       # no -j: one at a time
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert "1 at a time" in again.stdout and "1 from the cache, 1 to run (1 student(s))" in again.stdout
+    assert [r["student"] for r in details(grades)["results"].values()
+            if r["notebook"] == NOTEBOOK and r["interval"][0] > max(a1, b1)] == ["cy"]
+    assert {row[0]: row for row in gradebook(grades)} == rows              # the direct route grades cy alike
+    unknown = make_grade(subs, grades, plain_env(DASK_SCHEDULER=""), "STUDENT=bo")
+    assert unknown.returncode != 0 and "no student 'bo' in the submissions; they are: ada, cy" in unknown.stderr
 
 
 def test_the_guides_scheduler_and_workers_grade_as_here(tmp_path, local_gradebook):

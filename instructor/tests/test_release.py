@@ -14,6 +14,7 @@ import pytest
 
 from answers import export
 from instructor import course_model, release
+from instructor.tests import shared
 from instructor.tests.leaks import (
     answer_functions,
     docstring_leaks,
@@ -32,13 +33,9 @@ SOLUTIONS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
 
 
 @pytest.fixture(scope="module")
-def built(tmp_path_factory):
-    out = tmp_path_factory.mktemp("edition") / "release"
-    result = subprocess.run([sys.executable, "-m", "instructor.release", "--out", str(out),
-                             "--repository", STUDENT_REPO],
-                            cwd=ROOT, capture_output=True, text=True, timeout=600)
-    assert result.returncode == 0, result.stdout + result.stderr
-    return out
+def built():
+    """`make student STUDENT_REPO=...`'s release, built once for this version of the code and shared (read only)."""
+    return shared.release(STUDENT_REPO)
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -55,11 +52,14 @@ def test_make_student_refuses_a_release_that_points_at_the_solutions(tmp_path):
 
 
 def test_make_student_refuses_what_is_not_a_repository_address(tmp_path):
-    for repository in ("example.org/course/homework", "https://github.com/course", "file:///srv/homework"):
-        result = subprocess.run([sys.executable, "-m", "instructor.release", "--out", str(tmp_path / "release"),
-                                 "--repository", repository], cwd=ROOT, capture_output=True, text=True, timeout=120)
-        assert result.returncode != 0 and "is not a repository address" in result.stderr, result.stderr
-        assert not (tmp_path / "release").exists()
+    result = subprocess.run([sys.executable, "-m", "instructor.release", "--out", str(tmp_path / "release"),
+                             "--repository", "example.org/course/homework"], cwd=ROOT, capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode != 0 and "is not a repository address" in result.stderr, result.stderr
+    for repository in ("https://github.com/course", "file:///srv/homework"):     # the same main(), in this process
+        with pytest.raises(SystemExit, match="is not a repository address"):
+            release.main(["--out", str(tmp_path / "release"), "--repository", repository])
+    assert not (tmp_path / "release").exists()
     ssh = release.repository_url().replace("https://github.com/", "git@github.com:") + ".git"
     with pytest.raises(SystemExit, match="is the solutions' repository"):
         release.check_repository(ssh)                        # the same repository in its ssh form
@@ -154,13 +154,13 @@ def test_the_leak_test_finds_a_planted_leak_of_each_kind(built, tmp_path, kind):
     assert leaks(release_text(copy), fragments), f"a planted {kind} leak went unnoticed"
 
 
-def test_an_untouched_release_notebook_stops_at_its_first_stub_naming_it(built):
+def test_an_untouched_release_notebook_stops_at_its_first_stub_naming_it(built, tmp_path):
     """Run each exercise notebook as a student would: it stops at the first answer not yet written, with its name."""
     from nbclient import NotebookClient
     from nbclient.exceptions import CellExecutionError
 
     env = {**os.environ, "DGM_MODE": "quick", "DGM_DATA_SOURCE": "embedded", "PYTHONPATH": str(built),
-           "DGM_OUTPUT": str(built / ".quick")}
+           "DGM_OUTPUT": str(tmp_path / ".quick"), "PYTHONDONTWRITEBYTECODE": "1"}     # nothing written in the release
     for path in sorted((built / "notebooks").glob("[0-9][0-9]_*.ipynb")):
         nb = nbformat.read(path, as_version=4)
         first = next((c for c in nb.cells if nbcells.grading(c).get("solution") and c.cell_type == "code"), None)
@@ -184,7 +184,7 @@ def test_the_students_own_tests_that_read_the_release_pass_there(built):
     result = subprocess.run([sys.executable, "-m", "pytest", "tests/test_colab.py", "tests/test_runtime.py", "-q",
                              "-p", "no:cacheprovider", "-x"],
                             cwd=built, capture_output=True, text=True, timeout=600,
-                            env={**os.environ, "PYTHONPATH": str(built)})
+                            env={**os.environ, "PYTHONPATH": str(built), "PYTHONDONTWRITEBYTECODE": "1"})
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
 
 

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from instructor.tests import shared
+
 ROOT = Path(__file__).resolve().parents[2]
 STEMS = [p.stem for p in sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))]
 
@@ -56,11 +58,8 @@ def test_the_math_renders_offline_from_the_local_mathjax(site):
 def student_site(tmp_path_factory):
     """`make student`, then `make html-student`: the release's pages alone."""
     base = tmp_path_factory.mktemp("student-site")
-    built = subprocess.run([sys.executable, "-m", "instructor.release", "--out", str(base / "release"),
-                            "--repository", "https://github.com/example-course/homework"], cwd=ROOT,
-                           capture_output=True, text=True, timeout=600)
-    assert built.returncode == 0, built.stdout + built.stderr
-    result = subprocess.run([sys.executable, "-m", "instructor.site", "--student", str(base / "release"), "--out",
+    release = shared.release("https://github.com/example-course/homework")
+    result = subprocess.run([sys.executable, "-m", "instructor.site", "--student", str(release), "--out",
                              str(base / "site")], cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr
     return base / "site"

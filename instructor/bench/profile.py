@@ -107,8 +107,8 @@ def sandboxed(argv: list, folder: Path) -> tuple:
     from instructor.grader import run, sandbox
 
     settings = run.Settings()
-    command = sandbox.command(argv, writable=folder, readonly=[ROOT / "helpers"], env=run.sandbox_env(folder, folder, settings),
-                              limits=settings.limits, cwd=folder)
+    command = sandbox.command(argv, writable=folder, readonly=[ROOT / "helpers"],
+                              env=run.sandbox_env(folder, folder, settings), limits=settings.limits, cwd=folder)
     wall, used = time.perf_counter(), cpu()
     subprocess.run(command, cwd=folder, env={"PATH": "/usr/bin:/bin"}, check=True, stdin=subprocess.DEVNULL,
                    stdout=subprocess.DEVNULL)

@@ -92,6 +92,46 @@ def run_test(module, test: dict) -> dict:
                 "where": where_raised(error, getattr(module, "__file__", "") or "")}
 
 
+def library_state() -> dict:
+    """The public functions and classes of the libraries a model test's training loop calls, by identity: builtins,
+    torch (its tensors, autograd, nn, functional, optimisers) and helpers, as far as they are imported."""
+    import builtins
+
+    names = ["torch", "torch.nn", "torch.nn.functional", "torch.nn.init", "torch.optim", "torch.optim.lr_scheduler",
+             "torch.optim.swa_utils", "torch.autograd", "helpers", "helpers.models", "helpers.training", "helpers.data"]
+    spaces = {"builtins": vars(builtins), "torch.Tensor": vars(torch.Tensor),
+              **{name: vars(sys.modules[name]) for name in names if name in sys.modules}}
+    for space in ("torch.nn.Module", "torch.optim.Optimizer", "torch.optim.Adam", "torch.optim.SGD"):
+        owner, _, attribute = space.rpartition(".")
+        if owner in sys.modules and hasattr(sys.modules[owner], attribute):
+            spaces[space] = vars(getattr(sys.modules[owner], attribute))
+    for name in ("helpers.models", ):
+        if name in sys.modules:
+            for cls in ("VAE", "ConvGenerator", "Discriminator", "Generator"):
+                if hasattr(sys.modules[name], cls):
+                    spaces[f"{name}.{cls}"] = vars(getattr(sys.modules[name], cls))
+    return {f"{space}.{key}": id(value) for space, members in spaces.items() for key, value in list(members.items())
+            if not key.startswith("_") or key in ("__init__", "__call__")}
+
+
+def settle_libraries() -> None:
+    """Let torch make the changes it makes to itself on first use (importing its compiler wraps `manual_seed`, the
+    first optimizer of a class wraps that class's `step`), so that `library_state` afterwards sees only the answers'."""
+    import torch._dynamo  # noqa: F401
+
+    weight = torch.zeros(1, requires_grad=True)
+    for kind in (torch.optim.Adam, torch.optim.SGD):
+        optimizer = kind([weight], lr=0.0)
+        weight.sum().backward()
+        optimizer.step()
+
+
+def changed_since(before: dict) -> list:
+    """The names of `before` that now stand for something else, or for nothing (what an answer patched)."""
+    now = library_state()
+    return sorted(name for name, identity in before.items() if now.get(name) != identity)
+
+
 def statement_by_statement(name: str):
     """The answer module, its top-level statements run one at a time: one that raises (or runs past its time) leaves
     its own names undefined and the others run, so an error at import costs only the answers that need that
@@ -115,6 +155,11 @@ def run(job_file: Path, out: Path) -> None:
     sys.path.insert(0, job["path"])
     signal.signal(signal.SIGALRM, _alarm)
     torch.manual_seed(0)
+    if any(test.get("trains") for test in job["tests"]):
+        import helpers  # noqa: F401  (its classes and loops are what the grader's training calls)
+        import helpers.models  # noqa: F401
+        settle_libraries()
+    libraries = library_state()
     try:
         module = statement_by_statement(f"answers.{job['module']}")
     except BaseException as error:
@@ -124,7 +169,13 @@ def run(job_file: Path, out: Path) -> None:
         return
     for test in job["tests"]:
         (out / f"{test['name']}.started").touch()
-        write(out / f"{test['name']}.pt", run_test(module, test))
+        result = run_test(module, test)
+        if test.get("trains") and (patched := changed_since(libraries)):
+            # the grader's own loop trained with libraries the answers changed: not the grader's training
+            result = {"error": f"LibraryChanged: your answers changed {', '.join(patched[:5])}, which the grader's "
+                               "training loop calls: a model test trains with the libraries as installed",
+                      "where": "answer"}
+        write(out / f"{test['name']}.pt", result)
 
 
 if __name__ == "__main__":

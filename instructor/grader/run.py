@@ -246,8 +246,8 @@ def probe_processes(tests: list, module: str, inputs: dict, control: Path, setti
         results, remaining = {}, list(tests)
         while remaining and time.monotonic() < deadline:
             torch.save({"module": module, "path": str(control / "lib"), "tests": [
-                {"name": t.name, "source": t.probe_source, "inputs": inputs[t.name], "seconds": settings.cell_timeout}
-                for t in remaining]}, runner / "job.pt")
+                {"name": t.name, "source": t.probe_source, "inputs": inputs[t.name], "seconds": settings.cell_timeout,
+                 "trains": isinstance(t, bank.ModelTest)} for t in remaining]}, runner / "job.pt")
             spawn([sys.executable, str(runner / "probes.py"), str(runner / "job.pt"), str(out)], folder, control,
                   settings, deadline - time.monotonic(), progress=lambda: len(list(out.iterdir())), runner=runner)
             before = len(remaining)

@@ -86,3 +86,51 @@ def test_a_function_that_trains_badly_earns_no_model_points(name, plant, ref):
     verdict = trained_by_the_grader(test, plant(answer_module(test.notebook)), ref)
     assert verdict.earned == 0, verdict.message
     assert verdict.message, "a model that earns nothing is told why"
+
+
+SLOW_STEP = """
+
+def sgd_step(network, lr):
+    for linear in network.linears:
+        linear.weight -= lr / 20 * linear.grad_weight
+        linear.bias -= lr / 20 * linear.grad_bias
+"""
+LONGER_EPOCHS = """
+
+_randperm = torch.randperm
+torch.randperm = lambda n, *args, **kwargs: torch.cat([_randperm(n, *args, **kwargs) for _ in range(20)])
+"""
+
+
+def probed_in_a_process(tmp_path, answers_text: str, test) -> dict:
+    """One model test run by the grader's probe runner in a process of its own, as in the sandbox (unsandboxed
+    here), on an answer module with the text given."""
+    import subprocess
+    import sys
+
+    (tmp_path / "lib" / "answers").mkdir(parents=True)
+    (tmp_path / "lib" / "answers" / "__init__.py").write_text("")
+    (tmp_path / "lib" / "answers" / "backprop.py").write_text(answers_text)
+    inputs = score.draw_inputs(test, 0)
+    torch.save({"module": "backprop", "path": str(tmp_path / "lib"), "tests": [
+        {"name": test.name, "source": test.probe_source, "inputs": inputs, "seconds": 300, "trains": True}]},
+        tmp_path / "job.pt")
+    (tmp_path / "out").mkdir()
+    done = subprocess.run([sys.executable, str(ROOT / "instructor" / "grader" / "probes.py"), str(tmp_path / "job.pt"),
+                           str(tmp_path / "out")], cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return torch.load(tmp_path / "out" / f"{test.name}.pt", weights_only=True)
+
+
+def test_an_answer_that_changes_the_libraries_of_the_graders_loop_earns_no_model_point(tmp_path, ref):
+    """A too-slow sgd_step with torch.randperm patched at import to make each epoch twenty passes long: the patch
+    would carry the wrong step past the bound; the grader refuses a training its loop did not run as written, and the
+    same wrong step without the patch trains and is measured (and fails on its own)."""
+    test = MODEL_TESTS["HandTrainedClassifier"]
+    honest = (ROOT / "answers" / "backprop.py").read_text() + SLOW_STEP
+    patched = probed_in_a_process(tmp_path / "patched", honest + LONGER_EPOCHS, test)
+    assert "LibraryChanged" in patched["error"] and "torch.randperm" in patched["error"]
+    verdict, _ = score.evaluate_trained(test, patched, KEY[test.name], ref, None)
+    assert verdict.earned == 0 and "changed torch.randperm" in verdict.message
+    alone = probed_in_a_process(tmp_path / "honest", honest, test)
+    assert "outputs" in alone, alone

@@ -1,5 +1,6 @@
 """Hidden tests of notebook 04, the VAE, first part: the densities, the estimators, the loss and the Gaussian decoder,
-each answer on fresh inputs and small models built by the probe (vae_latent.py holds the rest and the trained models).
+each answer on fresh inputs and small models built by the probe (vae_latent.py holds the rest, vae_models.py the
+trained models).
 
 Each question stands on its own. An answer that calls another question's answer runs with the reference version of
 that answer in its place, applied to whatever arguments it receives (the reparameterisation with noise given in the

@@ -47,8 +47,8 @@ def read_roster(path: Path) -> list:
             rows = list(reader)
         columns = [c.strip().lower() for c in reader.fieldnames or []]
     except FileNotFoundError:
-        raise SystemExit(f"error: no roster {path}: write it (columns id,name,email,github) or set `roster` in the "
-                         "course file") from None
+        raise SystemExit(f"error: no roster {Path(path).resolve()}: write it (columns id,name,email,github), or copy "
+                         "course.toml, set its `roster`, and give COURSE=<that file>") from None
     except (UnicodeDecodeError, csv.Error) as error:
         raise SystemExit(f"error: {path} is not a UTF-8 CSV file ({error}): save it as CSV UTF-8") from None
     if not any(a in columns for a in ALIASES["id"]):
@@ -104,6 +104,9 @@ def match(kind: str, handins: dict, roster: list) -> tuple:
 def read_times(path: Path, tz) -> dict:
     """id -> hand-in time from a CSV with columns `id` and `submitted` (ISO 8601; no offset: the deadline's)."""
     times = {}
+    if not Path(path).is_file():
+        raise SystemExit(f"error: --submitted {path}: no file {Path(path).resolve()} (a relative path is read from the "
+                         "folder make runs in, the repository's: give the full path)")
     with open(path, newline="", encoding="utf-8-sig") as f:
         for line, row in enumerate(csv.DictReader(f), start=2):
             try:

@@ -105,11 +105,10 @@ def library_state() -> dict:
         owner, _, attribute = space.rpartition(".")
         if owner in sys.modules and hasattr(sys.modules[owner], attribute):
             spaces[space] = vars(getattr(sys.modules[owner], attribute))
-    for name in ("helpers.models", ):
-        if name in sys.modules:
-            for cls in ("VAE", "ConvGenerator", "Discriminator", "Generator"):
-                if hasattr(sys.modules[name], cls):
-                    spaces[f"{name}.{cls}"] = vars(getattr(sys.modules[name], cls))
+    models = sys.modules.get("helpers.models")
+    for cls in ("VAE", "ConvGenerator", "Discriminator", "Generator"):
+        if hasattr(models, cls):
+            spaces[f"helpers.models.{cls}"] = vars(getattr(models, cls))
     return {f"{space}.{key}": id(value) for space, members in spaces.items() for key, value in list(members.items())
             if not key.startswith("_") or key in ("__init__", "__call__")}
 

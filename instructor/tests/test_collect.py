@@ -76,6 +76,15 @@ def test_two_hand_in_times_for_one_student_are_refused(tmp_path, rows, said):
     assert not (tmp_path / "out").exists()
 
 
+def test_a_missing_times_file_or_roster_is_named_with_where_it_was_looked_for(tmp_path):
+    with pytest.raises(SystemExit, match=r"--submitted .*absent.csv: no file .*absent.csv.*give the full path"):
+        collect.collect("canvas", canvas_zip(tmp_path), course.load(course_file(tmp_path)), tmp_path / "out",
+                        times=tmp_path / "absent.csv")
+    with pytest.raises(SystemExit, match=r"no roster .*nobody.csv.*give COURSE="):
+        collect.read_roster(tmp_path / "nobody.csv")
+    assert not (tmp_path / "out").exists()
+
+
 def test_a_moodle_download_is_matched_by_name_in_both_of_its_layouts(tmp_path, capsys):
     download = make_zip(tmp_path / "moodle.zip", [
         ("Ada Lovelace_2001_assignsubmission_file_/01_ancestral_sampling.ipynb", notebook("01_ancestral_sampling"),

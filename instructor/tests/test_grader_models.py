@@ -11,7 +11,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from instructor.grader import sandbox
+from instructor.grader import bank, sandbox
 from tools import nbcells
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -66,7 +66,9 @@ save_checkpoint(checkpoints_dir() / "hand_mlp.pt", _net, {})
 """
 BACKWARD = "        grad = self.criterion.backward()\n        for layer in reversed(self.layers):\n" \
            "            grad = layer.backward(grad)\n"
-FULL = {"A18": 6.0, "A19": 2.0, "A20": 3.0}
+FULL = {}                                   # every automatic point of 07, by question, as the bank declares them
+for _test in bank.tests(NOTEBOOK):
+    FULL[_test.question] = FULL.get(_test.question, 0.0) + _test.points
 
 
 def build_class(subs: Path) -> None:

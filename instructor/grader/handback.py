@@ -7,8 +7,12 @@ shown, their scripts never run. The notebook is the one the student handed in (g
 written by `make grade`), so it shows their own outputs, not the grader's rerun. A page is rendered again only when
 its notebook or its feedback changed (`make gradebook` after the TAs' points re-renders what they touched).
 """
+import concurrent.futures
 import hashlib
 import json
+import multiprocessing
+import os
+import re
 import tempfile
 import zipfile
 from functools import cache
@@ -48,6 +52,7 @@ def box(question: str, lines: list) -> nbformat.NotebookNode:
     """The feedback of one question, as a Markdown cell of the page."""
     text = f"> **Feedback on question {question}**\n>\n" + "\n".join(f"> - {line}" for line in lines)
     cell = nbformat.v4.new_markdown_cell(text)
+    cell.id = "feedback-" + re.sub(r"[^A-Za-z0-9_-]", "_", question)[:50]     # the same page from the same feedback
     cell.metadata["dgm_feedback"] = question
     return cell
 
@@ -102,7 +107,8 @@ def annotated(nb: nbformat.NotebookNode, lines: dict) -> nbformat.NotebookNode:
     unplaced = [q for q in lines if q not in last]
     if unplaced:
         cells.append(nbformat.v4.new_markdown_cell("## Other questions\n\nNo cell of yours answers these (its "
-                                                   "nbgrader metadata is gone, or the cell was deleted):"))
+                                                   "nbgrader metadata is gone, or the cell was deleted):",
+                                                   id="feedback-other-questions"))
         cells += [box(q, lines[q]) for q in unplaced]
     nb.cells = cells
     return nb
@@ -119,29 +125,66 @@ def renderer() -> bytes:
                           nbconvert.__version__.encode()).digest()
 
 
+def page_digest(source: Path, lines: dict) -> str:
+    """What a page is drawn from: this grader's renderer, the notebook and its feedback."""
+    return hashlib.sha256(renderer() + source.read_bytes() + json.dumps(lines, sort_keys=True).encode()).hexdigest()
+
+
+def stamp_of(target: Path) -> Path:
+    return target.with_name(f".{target.stem}.sha256")
+
+
+def up_to_date(source: Path, lines: dict, target: Path) -> bool:
+    stamp = stamp_of(target)
+    return target.exists() and stamp.exists() and stamp.read_text() == page_digest(source, lines)
+
+
 def render_page(source: Path, lines: dict, target: Path) -> None:
     """Write target (an HTML page) unless it is up to date with its notebook and its feedback."""
-    digest = hashlib.sha256(renderer() + source.read_bytes() + json.dumps(lines, sort_keys=True).encode()).hexdigest()
-    stamp = target.with_name(f".{target.stem}.sha256")
-    if target.exists() and stamp.exists() and stamp.read_text() == digest:
+    if up_to_date(source, lines, target):
         return
     nb = annotated(for_reading(nbformat.read(source, as_version=4)), lines)     # as the course's own pages show it
     with tempfile.TemporaryDirectory() as nowhere:  # relative paths in the page resolve to an empty folder
         body, _ = exporter().from_notebook_node(nb, resources={"metadata": {"name": source.stem, "path": nowhere}})
     write_text(target, body.replace(mathjax_script(False), mathjax_script(True), 1))
-    write_text(stamp, digest)
+    write_text(stamp_of(target), page_digest(source, lines))
 
 
-def write_handback(grades: Path, student: str, slug: str, results: list, manual: dict, feedback: str) -> Path:
-    """The student's folder and zip; `manual`: notebook -> (question, part, points, maximum, comment) rows."""
-    folder = grades / "handback" / slug
-    stems = []
+POOL_FROM = 8                # stale pages from which a pool of processes pays for its start (about a second each)
+
+
+def render_pages(pages: list, workers: int | None = None) -> None:
+    """Draw each (source, lines, target) page that is not up to date, `workers` processes at once (one per core of
+    this machine unless given): nbconvert takes about a second a page, so a class of 500 drawn one page after the
+    other would wait an hour after its grading."""
+    workers = workers or os.cpu_count() or 1
+    stale = [page for page in pages if not up_to_date(*page)]
+    if workers <= 1 or len(stale) < POOL_FROM:
+        for page in stale:
+            render_page(*page)
+        return
+    # spawn, not fork: the grader's process holds threads (Dask's, torch's), which a forked child would not have
+    context = multiprocessing.get_context("spawn")
+    with concurrent.futures.ProcessPoolExecutor(min(workers, len(stale)), mp_context=context) as pool:
+        list(pool.map(render_page, *zip(*stale), chunksize=max(1, len(stale) // (4 * workers))))   # raises as drawn
+
+
+def pages_of(grades: Path, slug: str, results: list, manual: dict) -> list:
+    """(source, lines, target) of each page of a student's hand-back: a notebook they handed in, with its feedback;
+    `manual`: notebook -> (question, part, points, maximum, comment) rows."""
+    pages = []
     for result in sorted(results, key=lambda r: r["notebook"]):
         source = grades / "submitted" / slug / f"{result['notebook']}.ipynb"
         if source.is_file():
             lines = feedback_lines(result["verdicts"], manual.get(result["notebook"], []))
-            render_page(source, lines, folder / f"{result['notebook']}.html")
-            stems.append(result["notebook"])
+            pages.append((source, lines, grades / "handback" / slug / f"{result['notebook']}.html"))
+    return pages
+
+
+def write_handback(grades: Path, student: str, slug: str, drawn: list, feedback: str) -> Path:
+    """The student's index page and zip, around the pages `drawn` (pages_of's, drawn by render_pages)."""
+    folder = grades / "handback" / slug
+    stems = [source.stem for source, _, _ in drawn]
     head, _, rest = feedback.partition("\n## ")            # the title and the hand-in, then each notebook
     write_text(folder / "index.html", pages.templates().get_template("handback_index.html.j2").render(
         student=student, notebooks=stems, heading=pages.Markup(pages.safe_markdown(head)),

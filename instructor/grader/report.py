@@ -203,10 +203,15 @@ def write_reports(grades: Path, results: dict, parts: dict, show_expected: bool,
     by_student = {}
     for result in results.values():
         by_student.setdefault((result["student"], result["slug"]), []).append(result)
+    feedback = {}
     for (student, slug), own in by_student.items():
-        text = feedback_text(student, own, parts, sheet, show_expected, late.get(student))
-        write_text(grades / "feedback" / f"{slug}.md", text)
-        handback.write_handback(grades, student, slug, own, manual_rows(student, parts, sheet), text)
+        feedback[student, slug] = feedback_text(student, own, parts, sheet, show_expected, late.get(student))
+        write_text(grades / "feedback" / f"{slug}.md", feedback[student, slug])
+    drawn = {(student, slug): handback.pages_of(grades, slug, own, manual_rows(student, parts, sheet))
+             for (student, slug), own in by_student.items()}
+    handback.render_pages([page for own in drawn.values() for page in own])     # the class's pages, a core each
+    for (student, slug), text in feedback.items():
+        handback.write_handback(grades, student, slug, drawn[student, slug], text)
     from instructor.site import local_mathjax
 
     local_mathjax(grades)                  # the TA pages typeset LaTeX with it, offline

@@ -266,3 +266,26 @@ def test_a_page_drawn_by_another_grader_is_drawn_again(tmp_path, monkeypatch):
     monkeypatch.setattr(handback, "renderer", lambda: b"another grader")
     handback.render_page(source, {"A3": ["x"]}, target)
     assert "Feedback on question A3" in target.read_text()
+
+
+def test_a_class_s_pages_drawn_by_a_pool_of_processes_are_the_pages_drawn_one_by_one(tmp_path, monkeypatch):
+    import nbformat
+
+    from instructor.grader import handback
+
+    pages = {}
+    for k in range(handback.POOL_FROM):
+        nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell(f"# A3 of student {k}")])
+        for way in ("one_by_one", "pool"):
+            source = tmp_path / way / "submitted" / f"s{k}" / "03_kl_divergence.ipynb"
+            source.parent.mkdir(parents=True)
+            nbformat.write(nb, source)
+            pages.setdefault(way, []).append((source, {"A3": [f"x{k}"]}, tmp_path / way / f"s{k}.html"))
+    handback.render_pages(pages["one_by_one"], workers=1)
+    handback.render_pages(pages["pool"], workers=2)
+    for (_, _, alone), (_, _, pooled) in zip(pages["one_by_one"], pages["pool"]):
+        assert pooled.read_text() == alone.read_text() and "Feedback on question A3" in pooled.read_text()
+    drawn = []
+    monkeypatch.setattr(handback, "render_page", lambda *page: drawn.append(page))
+    handback.render_pages(pages["pool"], workers=2)
+    assert drawn == [], "a page up to date is drawn again"

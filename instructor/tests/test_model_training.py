@@ -134,3 +134,13 @@ def test_an_answer_that_changes_the_libraries_of_the_graders_loop_earns_no_model
     assert verdict.earned == 0 and "changed torch.randperm" in verdict.message
     alone = probed_in_a_process(tmp_path / "honest", honest, test)
     assert "outputs" in alone, alone
+
+
+def test_the_budget_table_trains_each_planted_answer_at_each_budget(capsys):
+    """`python -m instructor.bench.budgets`, on the cheapest model test at one epoch: a line per budget, each planted
+    answer measured and judged against the reference's bound at that budget."""
+    from instructor.bench import budgets
+
+    assert budgets.main(["--tests", "HandTrainedClassifier", "--epochs", "1"]) == 0
+    line, = [row for row in capsys.readouterr().out.splitlines() if row.startswith("HandTrainedClassifier")]
+    assert line.split()[1] == "1" and "sgd_ascending" in line and line.endswith("(no)"), line

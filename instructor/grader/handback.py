@@ -9,10 +9,12 @@ its notebook or its feedback changed (`make gradebook` after the TAs' points re-
 """
 import concurrent.futures
 import hashlib
+import html
 import json
 import multiprocessing
 import os
 import re
+import sys
 import tempfile
 import zipfile
 from functools import cache
@@ -150,41 +152,64 @@ def render_page(source: Path, lines: dict, target: Path) -> None:
     write_text(stamp_of(target), page_digest(source, lines))
 
 
-POOL_FROM = 8                # stale pages from which a pool of processes pays for its start (about a second each)
+POOL_FROM = 8      # stale pages from which a pool pays for its processes' start (about 2 s each: each imports torch)
 
 
-def render_pages(pages: list, workers: int | None = None) -> None:
-    """Draw each (source, lines, target) page that is not up to date, `workers` processes at once (one per core of
-    this machine unless given): nbconvert takes about a second a page, so a class of 500 drawn one page after the
-    other would wait an hour after its grading."""
-    workers = workers or os.cpu_count() or 1
-    stale = [page for page in pages if not up_to_date(*page)]
+def draw(source: Path, lines: dict, target: Path) -> str | None:
+    """render_page, or, where nbconvert fails on the notebook, a page that says so and shows the feedback as text
+    (drawn again next time): the error, for the grader to name. One odd notebook never stops the class's reports."""
+    try:
+        render_page(source, lines, target)
+        return None
+    except Exception as error:
+        feedback = "".join(f"<h3>{html.escape(q)}</h3><ul>{''.join(f'<li>{html.escape(x)}</li>' for x in shown)}</ul>"
+                           for q, shown in lines.items())
+        write_text(target, f"<!DOCTYPE html><html><body><p>This notebook could not be drawn as a page; the TAs have "
+                           f"the file.</p>{feedback}</body></html>")
+        stamp_of(target).unlink(missing_ok=True)
+        return f"{type(error).__name__}: {str(error)[:200]}"
+
+
+def render_pages(stale_or_not: list, workers: int | None = None) -> None:
+    """Draw each (source, lines, target) page that is not up to date, `workers` processes at once (as many as this
+    process may use cores, unless given): nbconvert takes about 0.8 s a page, so a class of 500 drawn one page after
+    the other would wait three quarters of an hour after its grading."""
+    workers = workers or len(os.sched_getaffinity(0))
+    stale = [page for page in stale_or_not if not up_to_date(*page)]
     if workers <= 1 or len(stale) < POOL_FROM:
-        for page in stale:
-            render_page(*page)
-        return
-    # spawn, not fork: the grader's process holds threads (Dask's, torch's), which a forked child would not have
-    context = multiprocessing.get_context("spawn")
-    with concurrent.futures.ProcessPoolExecutor(min(workers, len(stale)), mp_context=context) as pool:
-        list(pool.map(render_page, *zip(*stale), chunksize=max(1, len(stale) // (4 * workers))))   # raises as drawn
+        failures = [draw(*page) for page in stale]
+    else:
+        # spawn, not fork: the grader's process holds threads (Dask's, torch's), which a forked child would not have
+        context = multiprocessing.get_context("spawn")
+        with concurrent.futures.ProcessPoolExecutor(min(workers, len(stale)), mp_context=context) as pool:
+            failures = list(pool.map(draw, *zip(*stale), chunksize=max(1, len(stale) // (4 * workers))))
+    for (source, _, _), failure in zip(stale, failures):
+        if failure:
+            print(f"hand-back page of {source.parent.name}/{source.name} not drawn ({failure}): it shows the feedback "
+                  "as text", file=sys.stderr)
 
 
 def pages_of(grades: Path, slug: str, results: list, manual: dict) -> list:
     """(source, lines, target) of each page of a student's hand-back: a notebook they handed in, with its feedback;
     `manual`: notebook -> (question, part, points, maximum, comment) rows."""
-    pages = []
+    found = []
     for result in sorted(results, key=lambda r: r["notebook"]):
         source = grades / "submitted" / slug / f"{result['notebook']}.ipynb"
         if source.is_file():
             lines = feedback_lines(result["verdicts"], manual.get(result["notebook"], []))
-            pages.append((source, lines, grades / "handback" / slug / f"{result['notebook']}.html"))
-    return pages
+            found.append((source, lines, grades / "handback" / slug / f"{result['notebook']}.html"))
+    return found
 
 
 def write_handback(grades: Path, student: str, slug: str, drawn: list, feedback: str) -> Path:
     """The student's index page and zip, around the pages `drawn` (pages_of's, drawn by render_pages)."""
     folder = grades / "handback" / slug
     stems = [source.stem for source, _, _ in drawn]
+    if folder.is_dir():          # a page of an earlier grading, for a notebook no longer handed in, goes
+        for old in folder.glob("*.html"):
+            if old.name != "index.html" and old.stem not in stems:
+                old.unlink()
+                stamp_of(old).unlink(missing_ok=True)
     head, _, rest = feedback.partition("\n## ")            # the title and the hand-in, then each notebook
     write_text(folder / "index.html", pages.templates().get_template("handback_index.html.j2").render(
         student=student, notebooks=stems, heading=pages.Markup(pages.safe_markdown(head)),

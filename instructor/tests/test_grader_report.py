@@ -171,6 +171,12 @@ def test_each_student_gets_their_own_notebook_back_with_points_and_comments_at_e
     assert "Feedback for bo" in (grades / "handback" / "bo" / "index.html").read_text()
     assert not (grades / "handback" / "ada" / "03_kl_divergence.html").exists()     # ada handed nothing in here
 
+    (grades / "submitted" / "bo" / "03_kl_divergence.ipynb").unlink()          # regraded without it: its page goes
+    assert cli.main(["gradebook", "--grades", str(grades)]) == 0
+    assert not (grades / "handback" / "bo" / "03_kl_divergence.html").exists()
+    with zipfile.ZipFile(grades / "handback-zips" / "bo.zip") as bundle:
+        assert bundle.namelist() == ["bo/index.html"]
+
 
 def test_the_feedback_keeps_bars_as_written():
     answer = result("bo", {})
@@ -289,3 +295,32 @@ def test_a_class_s_pages_drawn_by_a_pool_of_processes_are_the_pages_drawn_one_by
     monkeypatch.setattr(handback, "render_page", lambda *page: drawn.append(page))
     handback.render_pages(pages["pool"], workers=2)
     assert drawn == [], "a page up to date is drawn again"
+
+
+def test_a_notebook_nbconvert_fails_on_gets_a_page_of_its_feedback_and_the_class_goes_on(tmp_path, monkeypatch,
+                                                                                         capsys):
+    import nbformat
+
+    from instructor.grader import handback
+
+    pages = []
+    for name in ("odd", "plain"):
+        source = tmp_path / name / "03_kl_divergence.ipynb"
+        source.parent.mkdir()
+        nbformat.write(nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell(f"# {name}")]), source)
+        pages.append((source, {"A3": [f"<b>{name}</b>: 1 / 4"]}, tmp_path / name / "page.html"))
+    drawn = handback.exporter().from_notebook_node
+
+    class Failing:
+        def from_notebook_node(self, nb, **kwargs):
+            if "odd" in nb.cells[0].source:
+                raise ValueError("nbconvert choked")
+            return drawn(nb, **kwargs)
+
+    monkeypatch.setattr(handback, "exporter", Failing)
+    handback.render_pages(pages, workers=1)
+    odd, plain = (target.read_text() for _, _, target in pages)
+    assert "could not be drawn" in odd and "&lt;b&gt;odd&lt;/b&gt;: 1 / 4" in odd and "<b>odd</b>" not in odd
+    assert "Feedback on question A3" in plain
+    assert "odd/03_kl_divergence.ipynb not drawn (ValueError: nbconvert choked)" in capsys.readouterr().err
+    assert not handback.up_to_date(*pages[0]), "a page that failed is kept as if drawn"

@@ -136,20 +136,21 @@ def stamp_of(target: Path) -> Path:
     return target.with_name(f".{target.stem}.sha256")
 
 
-def up_to_date(source: Path, lines: dict, target: Path) -> bool:
+def up_to_date(source: Path, lines: dict, target: Path, digest: str | None = None) -> bool:
     stamp = stamp_of(target)
-    return target.exists() and stamp.exists() and stamp.read_text() == page_digest(source, lines)
+    return target.exists() and stamp.exists() and stamp.read_text() == (digest or page_digest(source, lines))
 
 
 def render_page(source: Path, lines: dict, target: Path) -> None:
     """Write target (an HTML page) unless it is up to date with its notebook and its feedback."""
-    if up_to_date(source, lines, target):
+    digest = page_digest(source, lines)
+    if up_to_date(source, lines, target, digest):
         return
     nb = annotated(for_reading(nbformat.read(source, as_version=4)), lines)     # as the course's own pages show it
     with tempfile.TemporaryDirectory() as nowhere:  # relative paths in the page resolve to an empty folder
         body, _ = exporter().from_notebook_node(nb, resources={"metadata": {"name": source.stem, "path": nowhere}})
     write_text(target, body.replace(mathjax_script(False), mathjax_script(True), 1))
-    write_text(stamp_of(target), page_digest(source, lines))
+    write_text(stamp_of(target), digest)
 
 
 POOL_FROM = 8      # stale pages from which a pool pays for its processes' start (about 2 s each: each imports torch)

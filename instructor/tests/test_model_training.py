@@ -98,7 +98,28 @@ def sgd_step(network, lr):
 LONGER_EPOCHS = """
 
 _randperm = torch.randperm
-torch.randperm = lambda n, *args, **kwargs: torch.cat([_randperm(n, *args, **kwargs) for _ in range(20)])
+
+
+def _twenty_passes(n, *args, **kwargs):
+    open(__file__ + ".patch-ran", "a").write("x")        # the patched loop ran: the grader trained with the patch
+    return torch.cat([_randperm(n, *args, **kwargs) for _ in range(20)])
+
+
+torch.randperm = _twenty_passes
+"""
+PATCHES_WHILE_TRAINING = """
+
+_step = sgd_step
+
+
+def sgd_step(network, lr):
+    if torch.randperm.__name__ != "_same_permutation":
+        _randperm = torch.randperm
+
+        def _same_permutation(n, *args, **kwargs):
+            return _randperm(n, *args, **kwargs)
+        torch.randperm = _same_permutation
+    _step(network, lr)
 """
 
 
@@ -124,16 +145,28 @@ def probed_in_a_process(tmp_path, answers_text: str, test) -> dict:
 
 def test_an_answer_that_changes_the_libraries_of_the_graders_loop_earns_no_model_point(tmp_path, ref):
     """A too-slow sgd_step with torch.randperm patched at import to make each epoch twenty passes long: the patch
-    would carry the wrong step past the bound; the grader refuses a training its loop did not run as written, and the
-    same wrong step without the patch trains and is measured (and fails on its own)."""
+    would carry the wrong step past the bound; the grader refuses a training its loop would not run as written, before
+    it runs (the patch is never called), and the same wrong step without the patch trains and is measured (and fails
+    on its own)."""
     test = MODEL_TESTS["HandTrainedClassifier"]
     honest = (ROOT / "answers" / "backprop.py").read_text() + SLOW_STEP
     patched = probed_in_a_process(tmp_path / "patched", honest + LONGER_EPOCHS, test)
     assert "LibraryChanged" in patched["error"] and "torch.randperm" in patched["error"]
+    assert not (tmp_path / "patched" / "lib" / "answers" / "backprop.py.patch-ran").exists()
     verdict, _ = score.evaluate_trained(test, patched, KEY[test.name], ref, None)
     assert verdict.earned == 0 and "changed torch.randperm" in verdict.message
     alone = probed_in_a_process(tmp_path / "honest", honest, test)
     assert "outputs" in alone, alone
+
+
+def test_a_library_changed_during_the_graders_training_earns_no_model_point(tmp_path, ref):
+    """The same refusal when the answers change a library only once the grader's loop calls them."""
+    test = MODEL_TESTS["HandTrainedClassifier"]
+    answers = (ROOT / "answers" / "backprop.py").read_text() + PATCHES_WHILE_TRAINING
+    patched = probed_in_a_process(tmp_path / "patched", answers, test)
+    assert "LibraryChanged" in patched["error"] and "torch.randperm" in patched["error"]
+    verdict, _ = score.evaluate_trained(test, patched, KEY[test.name], ref, None)
+    assert verdict.earned == 0 and "changed torch.randperm" in verdict.message
 
 
 def test_the_budget_table_trains_each_planted_answer_at_each_budget(capsys):

@@ -4,8 +4,8 @@ A job is plain data (the rebuilt notebook, the student's exported answers, the s
 in this process, in a local pool or on a Dask worker. In its own fresh folder, the job
   1. runs the hidden tests' probes on the student's exported answers (probes.py, sandboxed, in folders of their
      own; a probe that hangs or kills its process costs that test only: the rest run again in a fresh process; a
-     probe that carries another question's answer runs alone), the model tests' probes training the grader's models
-     with the student's functions on the training digits,
+     probe that carries another question's answer runs beside only those that carry the same), the model tests'
+     probes training the grader's models with the student's functions on the training digits,
   2. checks the probes' outputs and measures the trained models on the test digits, outside the sandbox (score.py),
   3. executes the notebook (kernel.py: the kernel sandboxed, the executed copy kept here) for the TAs: its figures,
      its errors and what it saves are evidence, never points,
@@ -219,15 +219,23 @@ def reaper() -> sandbox.Reaper:
     return sandbox.Reaper()
 
 
+def probe_groups(tests: list) -> list:
+    """The tests as the processes that run them: first those whose probes carry no other question's answer, then
+    one process for each set of carried answers (`bank.runs_alone`), holding only the probes that carry exactly that
+    set: the answers a probe carries are never within reach of code graded for a question whose probe lacks them."""
+    groups = {frozenset(): []}
+    for test in tests:
+        groups.setdefault(test.carried, []).append(test)
+    return [group for group in groups.values() if group]
+
+
 def run_probes(tests: list, job: Job, control: Path, settings: Settings, deadline: float) -> tuple:
-    """(test name -> the probe's result, or None when it never finished; the inputs). The tests whose probes carry
-    no other question's answer run together; each that does (`runs_alone`) runs after them in a process of its own,
-    so that the answers it carries are never within reach of the code graded for another question."""
+    """(test name -> the probe's result, or None when it never finished; the inputs), each group of
+    `probe_groups` in a process and folder of its own."""
     inputs = {t.name: score.draw_inputs(t, score.seed_for(settings.key_version, job.slug, t.name)) for t in tests}
     module = export.module_name(Path(f"{job.notebook}.ipynb"))
     results = {}
-    groups = [[t for t in tests if not t.runs_alone]] + [[t] for t in tests if t.runs_alone]
-    for group in filter(None, groups):
+    for group in probe_groups(tests):
         results.update(probe_processes(group, module, inputs, control, settings, deadline))
     return {t.name: results.get(t.name) for t in tests}, inputs
 

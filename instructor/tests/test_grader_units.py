@@ -148,3 +148,20 @@ def test_the_grader_reads_its_settings_once_from_the_command_line_and_the_enviro
     plain = GraderConfig.from_command_line(["gradebook"], environ={})
     assert plain.dask == Dask() and not plain.dask.used(1) and plain.dask.used(2) and plain.notebook_timeout == 1800
     assert Dask.from_environ({"DGM_FORCE_DASK": "1", "DASK_CLUSTER": "slurm"}).where(4) == "on 4 slurm worker(s)"
+
+
+def test_a_probe_that_carries_another_questions_answer_shares_its_process_only_with_probes_that_carry_the_same():
+    """05's A14 and A16 carry the same stand-ins and share a process; C3d's probe carries less than A17's (which adds
+    C3d's own answer), so the two never share one; 04's probes that carry answers each run in a process of their own;
+    the probes that carry none run first, together."""
+    for notebook in ("04_vae", "05_gan_theory"):
+        tests = bank.tests(notebook)
+        groups = run.probe_groups(tests)
+        assert sorted(t.name for g in groups for t in g) == sorted(t.name for t in tests)
+        assert not any(t.runs_alone for t in groups[0])
+        for group in groups[1:]:
+            assert len({t.carried for t in group}) == 1 and group[0].carried
+    names = [[t.name for t in g] for g in run.probe_groups(bank.tests("05_gan_theory"))[1:]]
+    assert sorted(names) == sorted([["ValueAtOptimalDiscriminator"], ["NonSaturatingCriterion"],
+                                    ["SimultaneousUpdate", "TrainingRound"]])
+    assert len(run.probe_groups(bank.tests("04_vae"))) == 4

@@ -43,10 +43,17 @@ class _Probed:
     """What the sandbox receives of a test: its probe, with the plain functions it calls."""
 
     @property
+    def carried(self) -> frozenset:
+        """The names of the other questions' answers the probe carries, as stand-ins (shared functions named
+        `reference_*` or `*_stand_in`)."""
+        return frozenset(f.__name__ for f in self.shared
+                         if f.__name__.startswith("reference_") or f.__name__.endswith("_stand_in"))
+
+    @property
     def runs_alone(self) -> bool:
-        """True when the probe carries another question's answer, as a stand-in (a shared function named
-        `reference_*` or `*_stand_in`): it then runs after the others, in a process and folder of its own."""
-        return any(f.__name__.startswith("reference_") or f.__name__.endswith("_stand_in") for f in self.shared)
+        """True when the probe carries another question's answer: it then runs after the others, in a process and
+        folder of its own, beside only the probes that carry exactly the same answers (so none can read more)."""
+        return bool(self.carried)
 
     @property
     def probe_source(self) -> str:

@@ -126,7 +126,7 @@ def _fresh_pairs(rng, with_equal_pair=False, zeros=False) -> dict:
 
 
 # The reference answers of C3b-C3d and the given `kl_on_grid`, as plain code: the stand-ins for the student's own.
-# A probe that sends them runs alone, after the others (bank.runs_alone): no other question is graded beside them.
+# A probe that sends them runs after the others, beside only the probes that send the same ones (bank.runs_alone).
 def reference_value_on_grid(d, p_data, p_model, dx):
     return ((p_data * torch.log(d) + p_model * torch.log1p(-d)) * dx).sum()
 

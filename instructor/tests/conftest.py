@@ -14,10 +14,11 @@ def area(tmp_path):
 # one worker (--dist loadfile), in the order collected when make test passes --no-loadscope-reorder: a long file that
 # started last would run on alone while the other worker idles. (xdist's own reordering puts files with more tests
 # first, which put these files, of 2 to 5 tests each, at the end.)
-LONGEST_FIRST = ["notebooks/06_gan_mnist.ipynb", "instructor/tests/test_grader_reference.py",
-                 "instructor/tests/test_grader_cluster.py", "instructor/tests/test_grader_hostile.py",
-                 "instructor/tests/test_check.py", "notebooks/04_vae.ipynb", "instructor/tests/test_release.py",
-                 "instructor/tests/test_cpu_path.py", "instructor/tests/test_course_run.py", "tests/test_tools.py"]
+LONGEST_FIRST = ["instructor/tests/test_grader_reference.py", "instructor/tests/test_grader_cluster.py",
+                 "instructor/tests/test_grader_hostile.py", "instructor/tests/test_check.py",
+                 "instructor/tests/test_grader_models.py", "notebooks/04_vae.ipynb", "notebooks/06_gan_mnist.ipynb",
+                 "instructor/tests/test_course_run.py", "instructor/tests/test_cpu_path.py",
+                 "instructor/tests/test_release.py", "tests/test_tools.py", "instructor/tests/test_grader_slips.py"]
 
 
 def pytest_collection_modifyitems(config, items):

@@ -1,7 +1,7 @@
 """Model points come from models the grader trains, graded end to end in the sandbox by `python -m instructor.grader
 grade`: a class of notebook 07 (the cheapest notebook with a model test) where a model the notebook saves earns
-nothing, the test digits are out of the sandbox's reach, and an honest slip in the training's update costs its own
-question only."""
+nothing, the test digits are out of the sandbox's reach, an honest slip in the training's update costs its own
+question only, and a job finds the course's digit classifier that the grader lays in its checkpoints folder."""
 import csv
 import os
 import subprocess
@@ -66,6 +66,10 @@ save_checkpoint(checkpoints_dir() / "hand_mlp.pt", _net, {})
 """
 BACKWARD = "        grad = self.criterion.backward()\n        for layer in reversed(self.layers):\n" \
            "            grad = layer.backward(grad)\n"
+# top-level code in an answer region, run by the kernel: is the course's classifier, which the grader lays in every
+# job, there to load?
+LOOKS_FOR_THE_CLASSIFIER = """from helpers import checkpoints_dir, load_checkpoint
+print("given classifier:", load_checkpoint(checkpoints_dir() / "digit_classifier.pt")["model"])"""
 FULL = {}                                   # every automatic point of 07, by question, as the bank declares them
 for _test in bank.tests(NOTEBOOK):
     FULL[_test.question] = FULL.get(_test.question, 0.0) + _test.points
@@ -75,12 +79,11 @@ def build_class(subs: Path) -> None:
     no_backward = with_code("A18_network", BACKWARD, "        raise NotImplementedError('not written yet')\n")
     cell = next(c for c in no_backward.cells if nbcells.grading(c).get("grade_id") == "A20_sgd_step")
     cell.source = cell.source.replace("    ### END SOLUTION", SAVES_AN_AUTOGRAD_MODEL + "    ### END SOLUTION")
-    notebooks = {
-        "honest": solution(),
-        "saves_autograd_model": no_backward,
-        "ascends": with_code("A20_sgd_step", "linear.weight -= lr * linear.grad_weight",
-                             "linear.weight += lr * linear.grad_weight"),
-    }
+    ascends = with_code("A20_sgd_step", "linear.weight -= lr * linear.grad_weight",
+                        "linear.weight += lr * linear.grad_weight")
+    cell = next(c for c in ascends.cells if nbcells.grading(c).get("grade_id") == "A20_sgd_step")
+    cell.source = cell.source.replace("    ### END SOLUTION", LOOKS_FOR_THE_CLASSIFIER + "\n    ### END SOLUTION")
+    notebooks = {"honest": solution(), "saves_autograd_model": no_backward, "ascends": ascends}
     for name, nb in notebooks.items():
         (subs / name).mkdir(parents=True)
         nbformat.write(nb, subs / name / f"{NOTEBOOK}.ipynb")
@@ -98,6 +101,9 @@ def graded(tmp_path_factory):
         rows = {r["student"]: {q: float(r[q]) for q in FULL} for r in csv.DictReader(f) if r["student"] in
                 ("honest", "saves_autograd_model", "ascends")}
     feedback = {p.stem: p.read_text() for p in (base / "grades" / "feedback").glob("*.md")}
+    executed = nbformat.read(base / "grades" / "executed" / "ascends" / f"{NOTEBOOK}.ipynb", as_version=4)
+    cell = next(c for c in executed.cells if nbcells.grading(c).get("grade_id") == "A20_sgd_step")
+    feedback["ascends executed"] = "".join(o.get("text", "") for o in cell.get("outputs", []))
     return rows, feedback
 
 
@@ -119,3 +125,9 @@ def test_a_model_the_notebook_saves_earns_nothing_and_the_test_digits_are_out_of
 def test_a_wrong_update_costs_its_own_question_only(graded):
     rows, _ = graded
     assert rows["ascends"] == {**FULL, "A20": 0.0}
+
+
+def test_every_job_finds_the_course_classifier_in_its_checkpoints_folder(graded):
+    """What notebooks 04 and 06 load instead of training it (test_given_classifier.py), laid in every job."""
+    _, feedback = graded
+    assert "given classifier: DigitClassifier" in feedback["ascends executed"], feedback["ascends executed"]

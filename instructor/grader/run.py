@@ -335,9 +335,10 @@ def run_job(job: Job, settings: Settings) -> dict:
                 else:
                     verdicts.append(score.judge(test, inputs[test.name], results[test.name], ref))
         if settings.execute_notebooks:
-            given = work / "out" / "checkpoints" / digits.CLASSIFIER      # the course's classifier, trained once
-            given.parent.mkdir()
-            given.write_bytes(digits.classifier_checkpoint(settings.mode))
+            if any(digits.CLASSIFIER in "".join(c["source"]) for c in job.rebuilt["cells"] if c["cell_type"] == "code"):
+                given = work / "out" / "checkpoints" / digits.CLASSIFIER  # the course's classifier, trained once
+                given.parent.mkdir()
+                given.write_bytes(digits.classifier_checkpoint(settings.mode))
             run = kernel.execute_notebook(nbformat.from_dict(job.rebuilt), workdir=work,
                                           readonly=visible_paths(control), env=sandbox_env(work, control, settings),
                                           limits=settings.limits, cell_timeout=settings.cell_timeout,

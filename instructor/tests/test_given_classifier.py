@@ -27,6 +27,7 @@ def classifier_lines(stem: str) -> tuple:
 @pytest.mark.parametrize("stem", ["04_vae", "06_gan_mnist"])
 def test_each_notebook_loads_the_given_classifier_and_trains_none(tmp_path, stem):
     epochs, line = classifier_lines(stem)
+    assert digits.CLASSIFIER in line, "the grader lays the classifier only in jobs whose notebook names its file"
     for mode in digits.CLASSIFIER_EPOCHS:
         assert eval(epochs, {"pick": lambda quick, full, mode=mode: {"quick": quick, "full": full}[mode]}) \
             == digits.CLASSIFIER_EPOCHS[mode], (stem, mode)

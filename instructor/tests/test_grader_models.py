@@ -67,7 +67,7 @@ save_checkpoint(checkpoints_dir() / "hand_mlp.pt", _net, {})
 BACKWARD = "        grad = self.criterion.backward()\n        for layer in reversed(self.layers):\n" \
            "            grad = layer.backward(grad)\n"
 # top-level code in an answer region, run by the kernel: is the course's classifier, which the grader lays in every
-# job, there to load?
+# job whose notebook names its file (as this code does), there to load?
 LOOKS_FOR_THE_CLASSIFIER = """from helpers import checkpoints_dir, load_checkpoint
 print("given classifier:", load_checkpoint(checkpoints_dir() / "digit_classifier.pt")["model"])"""
 FULL = {}                                   # every automatic point of 07, by question, as the bank declares them
@@ -128,6 +128,7 @@ def test_a_wrong_update_costs_its_own_question_only(graded):
 
 
 def test_every_job_finds_the_course_classifier_in_its_checkpoints_folder(graded):
-    """What notebooks 04 and 06 load instead of training it (test_given_classifier.py), laid in every job."""
+    """What notebooks 04 and 06 load instead of training it (test_given_classifier.py), laid in a job whose notebook
+    names its file."""
     _, feedback = graded
     assert "given classifier: DigitClassifier" in feedback["ascends executed"], feedback["ascends executed"]

@@ -3,7 +3,8 @@
 The grader trains every model it scores on the training split of the embedded digits and measures it on their test
 split, in its own process; a job's sandbox is given the training and validation splits only (run.py writes them to
 the job's control folder, and the kernel reads them through `DGM_DATA_SOURCE=given`), and the installed copy of the
-digits is hidden from it (sandbox.py).
+digits is hidden from it (sandbox.py). The course's digit classifier, given code that notebooks 04 and 06 would train
+in every job, is trained once per process on the digits given to the sandbox and laid in the jobs that load it.
 """
 import tempfile
 from functools import cache
@@ -32,8 +33,9 @@ def given_to_the_sandbox() -> dict:
 @cache
 def classifier_checkpoint(mode: str) -> bytes:
     """The course's digit classifier (given code, `helpers.measures.train_classifier`) trained on the digits given to
-    the sandbox with the notebooks' settings for `mode`, as its checkpoint file. Laid in every job's checkpoints
-    folder, it is what notebooks 04 and 06 load instead of training it again in each job: the settings it was
+    the sandbox with the notebooks' settings for `mode`, as its checkpoint file. Laid in the checkpoints folder of
+    every job whose notebook names the file, it is what notebooks 04 and 06 load instead of training it again in each
+    job (a process trains it on its first such job): the settings it was
     trained under are theirs, so `helpers.training.trained` takes it as their own training (a notebook whose settings
     differ trains its own, and says so)."""
     import torch

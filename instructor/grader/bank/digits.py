@@ -35,9 +35,9 @@ def classifier_checkpoint(mode: str) -> bytes:
     """The course's digit classifier (given code, `helpers.measures.train_classifier`) trained on the digits given to
     the sandbox with the notebooks' settings for `mode`, as its checkpoint file. Laid in the checkpoints folder of
     every job whose notebook names the file, it is what notebooks 04 and 06 load instead of training it again in each
-    job (a process trains it on its first such job): the settings it was
-    trained under are theirs, so `helpers.training.trained` takes it as their own training (a notebook whose settings
-    differ trains its own, and says so)."""
+    job (a process trains it on its first such job): it was trained under their settings, so
+    `helpers.training.trained` takes it as their own training (a notebook whose settings differ trains its own, and
+    says so)."""
     import torch
 
     from helpers.data import MNIST

@@ -1,6 +1,7 @@
 """The grader's defences that need no notebook run: what a job leaves in its folder is read as bounded data and only
 through no link; one student's odd files never stop the class; reports cannot be turned into formulas or broken by odd
 text; a hung or swapped probe folder never keeps a sandbox alive; cache keys never collide."""
+import ast
 import os
 import time
 import zipfile
@@ -12,6 +13,8 @@ import torch
 
 from instructor import course_model
 from instructor.grader import bank, jobs, plan, rebuild, report, run, sandbox, score
+
+ROOT = Path(__file__).resolve().parents[2]
 
 TEST = next(t for t in bank.tests("03_kl_divergence") if t.name == "GaussianKL")
 
@@ -164,4 +167,38 @@ def test_a_probe_that_carries_another_questions_answer_shares_its_process_only_w
     names = [[t.name for t in g] for g in run.probe_groups(bank.tests("05_gan_theory"))[1:]]
     assert sorted(names) == sorted([["ValueAtOptimalDiscriminator"], ["NonSaturatingCriterion"],
                                     ["SimultaneousUpdate", "TrainingRound"]])
-    assert len(run.probe_groups(bank.tests("04_vae"))) == 4
+    assert len(run.probe_groups(bank.tests("04_vae"))) == 5
+
+
+# probes that put code of the grader's own in place of an answer of their notebook, code that is not that answer
+NOT_THE_ANSWERS = {"GanStep": "deterministic losses and translation of the grader's, unlike the answers",
+                   "VaeLoss": "given terms with an offset for other inputs, unlike elbo_terms and elbo"}
+
+
+def replaced_answers(source: str) -> set:
+    """The names of `answers.<name>` that a probe's source assigns to."""
+    names = set()
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Assign):
+            for target in node.targets:
+                for item in (target.elts if isinstance(target, ast.Tuple) else [target]):
+                    if isinstance(item, ast.Attribute) and getattr(item.value, "id", None) == "answers":
+                        names.add(item.attr)
+    return names
+
+
+def test_a_probe_that_puts_another_answer_of_its_notebook_in_place_carries_it_as_a_named_stand_in():
+    """Code that replaces an answer of the same notebook during a probe is that answer, unless listed as not: it must
+    come as a shared `*_stand_in` or `reference_*` function, so that the probe runs apart from the tests of that answer
+    (an answer written inside the probe would sit in the job file beside them)."""
+    from answers import export
+
+    seen = set()
+    for test in bank.tests():
+        module = ROOT / "answers" / f"{export.module_name(Path(test.notebook + '.ipynb'))}.py"
+        own = {name for name in replaced_answers(test.probe_source)
+               if f"\ndef {name}(" in "\n" + module.read_text()}
+        if own and test.name not in NOT_THE_ANSWERS:
+            seen.add(test.name)
+            assert test.carried, f"{test.name} puts its own {sorted(own)} in place and runs beside their tests"
+    assert "FitQ" in seen and {t.name for t in bank.tests()} >= set(NOT_THE_ANSWERS)

@@ -127,7 +127,7 @@ def test_a_wrong_update_costs_its_own_question_only(graded):
     assert rows["ascends"] == {**FULL, "A20": 0.0}
 
 
-def test_every_job_finds_the_course_classifier_in_its_checkpoints_folder(graded):
+def test_a_job_whose_notebook_names_the_course_classifier_finds_it_in_its_checkpoints_folder(graded):
     """What notebooks 04 and 06 load instead of training it (test_given_classifier.py), laid in a job whose notebook
     names its file."""
     _, feedback = graded

@@ -171,8 +171,10 @@ def run(job_file: Path, out: Path) -> None:
         # a library the answers changed when imported (or in an earlier test) refuses the training before it runs,
         # one changed during the training after it: either way not the grader's training
         patched = changed_since(libraries) if test.get("trains") else []
-        result = run_test(module, test) if not patched else None
-        if test.get("trains") and (patched := patched or changed_since(libraries)):
+        result = None if patched else run_test(module, test)
+        if test.get("trains") and not patched:
+            patched = changed_since(libraries)
+        if patched:
             result = {"error": f"LibraryChanged: your answers changed {', '.join(patched[:5])}, which the grader's "
                                "training loop calls: a model test trains with the libraries as installed",
                       "where": "answer"}

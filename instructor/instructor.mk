@@ -61,10 +61,12 @@ endif
 instructor: $(INSTRUCTOR) ## install the instructor-only tools (nbgrader, Dask, a local MathJax) into .venv
 
 # The .pth file puts this repository on the path of every process of .venv: a `dask scheduler` or `dask worker`
-# started from the .venv imports the grader wherever it is started, with no PYTHONPATH.
-$(INSTRUCTOR): $(STAMP) requirements-instructor.txt instructor/instructor.mk
+# started from the .venv imports the grader wherever it is started, with no PYTHONPATH. Dask reads its settings for
+# grading (instructor/grader/dask.yaml) from .venv/etc/dask in every process of .venv.
+$(INSTRUCTOR): $(STAMP) requirements-instructor.txt instructor/instructor.mk instructor/grader/dask.yaml
 	$(BIN)/python -m pip install --quiet -r requirements-instructor.txt
 	$(BIN)/python -c 'import pathlib, sysconfig; pathlib.Path(sysconfig.get_path("purelib"), "dgm-course-repository.pth").write_text("$(CURDIR)\n")'
+	mkdir -p $(VENV)/etc/dask && cp instructor/grader/dask.yaml $(VENV)/etc/dask/dgm-grader.yaml
 	touch $@
 
 # QUESTIONS.md and the points of docs/instructors.md, from the notebooks' metadata and the bank's declarations (the

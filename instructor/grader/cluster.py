@@ -14,6 +14,7 @@ Dask runs a task again elsewhere when its worker dies, and a result counts once 
 import json
 import os
 import time
+from functools import cache
 from pathlib import Path
 
 from tqdm.auto import tqdm
@@ -90,10 +91,24 @@ def kubernetes_spec(workers: int) -> dict:
     return make_cluster_spec(name="dgm-grader", image=image, n_workers=workers)
 
 
+SETTINGS = Path(__file__).with_name("dask.yaml")
+
+
+@cache
+def use_grading_settings() -> None:
+    """Dask's settings for grading (dask.yaml) as defaults of this process, before any client or cluster starts: a
+    LocalCluster's workers receive them from it; a Dask configuration file of the instructor's own overrides them."""
+    import dask.config
+    import yaml
+
+    dask.config.update_defaults(yaml.safe_load(SETTINGS.read_text()))
+
+
 def client_for(workers: int, dask: Dask | None = None):
     """A Dask client: to DASK_SCHEDULER, to a Slurm or Kubernetes cluster (DASK_CLUSTER), or to a LocalCluster."""
     from dask.distributed import Client, LocalCluster
 
+    use_grading_settings()
     dask = dask or Dask.from_environ()
     address, kind = dask.scheduler, dask.cluster
     if address:

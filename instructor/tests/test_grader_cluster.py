@@ -95,6 +95,24 @@ def stop(processes) -> None:
         process.wait()
 
 
+def grading_settings() -> dict:
+    """instructor/grader/dask.yaml as dotted keys: what every worker that grades must have."""
+    import yaml
+
+    def flat(tree, prefix=""):
+        for key, value in tree.items():
+            yield from flat(value, f"{prefix}{key}.") if isinstance(value, dict) else [(prefix + key, value)]
+    return dict(flat(yaml.safe_load((ROOT / "instructor" / "grader" / "dask.yaml").read_text())))
+
+
+def settings_of_workers(client) -> list:
+    """Each worker's values of the keys of grading_settings()."""
+    import dask.config
+
+    keys = list(grading_settings())
+    return list(client.run(lambda: {key: dask.config.get(key) for key in keys}).values())
+
+
 def connect(address: str, workers: int):
     from dask.distributed import Client
 
@@ -152,6 +170,8 @@ def test_the_guides_scheduler_and_workers_grade_as_here(tmp_path, local_gradeboo
     address, client = f"tcp://127.0.0.1:{port}", None
     try:
         client = connect(address, int(commands["worker"][commands["worker"].index("--nworkers") + 1]))
+        # read by the guide's workers from .venv/etc/dask, where make instructor puts them
+        assert settings_of_workers(client) == [grading_settings()] * len(client.scheduler_info()["workers"])
         subs = tmp_path / "class"
         write_student(subs, "ada")
         write_student(subs, "cy", wrong=True)
@@ -219,6 +239,27 @@ def test_a_notebook_the_grader_fails_on_is_not_graded_and_a_rerun_grades_exactly
             stop([fixed])
     finally:
         stop([scheduler, broken])
+
+
+def test_a_local_cluster_s_workers_grade_with_the_grading_settings_without_any_dask_configuration_file():
+    """make grade -j N: the grader hands dask.yaml's settings to its LocalCluster, even where no Dask configuration
+    file holds them (a .venv made before make instructor copied the file, say)."""
+    code = """
+import json
+import dask.config
+import distributed  # noqa: F401  (its own defaults)
+dask.config.paths[:] = []                                  # no configuration file at all: Dask's own defaults
+dask.config.refresh()
+assert dask.config.get("distributed.worker.profile.enabled") is True
+from instructor.grader import cluster
+from instructor.tests.test_grader_cluster import settings_of_workers
+with cluster.client_for(2) as client:
+    print(json.dumps(settings_of_workers(client)))
+"""
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=plain_env(DASK_SCHEDULER=""),
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert json.loads(done.stdout.splitlines()[-1]) == [grading_settings()] * 2
 
 
 def test_arguments_are_checked_before_anything_is_installed(tmp_path):

@@ -3,7 +3,7 @@ every student's answer side by side. Student text is Markdown rendered by nbconv
 by bleach (both already installed with nbconvert): tags outside a short list of text markup, every attribute but a
 link's address, and every script are shown as text, never run. Images are shown only when they are real PNGs."""
 import base64
-from functools import cache
+from functools import cache, lru_cache
 from pathlib import Path
 
 import bleach
@@ -43,8 +43,18 @@ def clean_rendered(element) -> str:
     """nbconvert's `clean_html` filter for the hand-back pages: its own keeps too few tags (no <p>, no headings, no
     table head), so a rendered Markdown cell would show its tags as text; this keeps text markup, nothing that runs."""
     element = element.decode() if isinstance(element, bytes) else str(element)
-    return bleach.clean(element, tags=TEXT_TAGS | {"b", "i"}, attributes={"*": ["class", "id"], "a": ["href", "title"]},
+    return cleaned_once(element) if len(element) <= REMEMBERED_CHARS else cleaned(element)
+
+
+def cleaned(html: str) -> str:
+    return bleach.clean(html, tags=TEXT_TAGS | {"b", "i"}, attributes={"*": ["class", "id"], "a": ["href", "title"]},
                         protocols={"http", "https", "mailto"}, strip=False)
+
+
+# every student's page of a notebook repeats its given cells: a process cleans each of them once (cleaning is most of
+# drawing a page's code cells), keeping at most 2,048 pieces of up to 20,000 characters
+REMEMBERED_CHARS = 20_000
+cleaned_once = lru_cache(maxsize=2048)(cleaned)
 
 
 def safe_png(data: str) -> str | None:

@@ -91,17 +91,19 @@ def kubernetes_spec(workers: int) -> dict:
     return make_cluster_spec(name="dgm-grader", image=image, n_workers=workers)
 
 
-SETTINGS = Path(__file__).with_name("dask.yaml")
+DASK_SETTINGS = Path(__file__).with_name("dask.yaml")
 
 
 @cache
 def use_grading_settings() -> None:
-    """Dask's settings for grading (dask.yaml) as defaults of this process, before any client or cluster starts: a
-    LocalCluster's workers receive them from it; a Dask configuration file of the instructor's own overrides them."""
+    """Dask's settings for grading (dask.yaml) in this process, before any client or cluster starts (a LocalCluster's
+    workers receive them from it), under what Dask's configuration files and DASK_* variables say: an instructor's own
+    value wins, even one that is Dask's default."""
     import dask.config
     import yaml
 
-    dask.config.update_defaults(yaml.safe_load(SETTINGS.read_text()))
+    dask.config.update_defaults(yaml.safe_load(DASK_SETTINGS.read_text()))
+    dask.config.update(dask.config.config, dask.config.collect(), priority="new")
 
 
 def client_for(workers: int, dask: Dask | None = None):

@@ -241,25 +241,40 @@ def test_a_notebook_the_grader_fails_on_is_not_graded_and_a_rerun_grades_exactly
         stop([scheduler, broken])
 
 
-def test_a_local_cluster_s_workers_grade_with_the_grading_settings_without_any_dask_configuration_file():
-    """make grade -j N: the grader hands dask.yaml's settings to its LocalCluster, even where no Dask configuration
-    file holds them (a .venv made before make instructor copied the file, say)."""
-    code = """
+WORKERS_SETTINGS = """
 import json
 import dask.config
 import distributed  # noqa: F401  (its own defaults)
-dask.config.paths[:] = []                                  # no configuration file at all: Dask's own defaults
-dask.config.refresh()
-assert dask.config.get("distributed.worker.profile.enabled") is True
+if {no_files}:
+    dask.config.paths[:] = []                              # no configuration file at all: Dask's own defaults
+    dask.config.refresh()
+    assert dask.config.get("distributed.worker.profile.enabled") is True
 from instructor.grader import cluster
 from instructor.tests.test_grader_cluster import settings_of_workers
 with cluster.client_for(2) as client:
     print(json.dumps(settings_of_workers(client)))
 """
-    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=plain_env(DASK_SCHEDULER=""),
-                          capture_output=True, text=True, timeout=300)
+
+
+def local_workers_settings(no_files: bool, **env) -> list:
+    """The settings of the workers of the LocalCluster that `make grade -j 2` starts, in a process of its own."""
+    done = subprocess.run([sys.executable, "-c", WORKERS_SETTINGS.format(no_files=no_files)], cwd=ROOT,
+                          env=plain_env(DASK_SCHEDULER="", **env), capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stdout + done.stderr
-    assert json.loads(done.stdout.splitlines()[-1]) == [grading_settings()] * 2
+    return json.loads(done.stdout.splitlines()[-1])
+
+
+def test_a_local_cluster_s_workers_grade_with_the_grading_settings_without_any_dask_configuration_file():
+    """make grade -j N: the grader hands dask.yaml's settings to its LocalCluster, even where no Dask configuration
+    file holds them (a .venv made before make instructor copied the file, say)."""
+    assert local_workers_settings(no_files=True) == [grading_settings()] * 2
+
+
+def test_the_instructors_own_dask_configuration_wins_over_the_grading_settings(tmp_path):
+    """Even a value that is Dask's own default: the profiler, switched back on in a file of the instructor's."""
+    (tmp_path / "mine.yaml").write_text("distributed:\n  worker:\n    profile:\n      enabled: true\n")
+    mine = {**grading_settings(), "distributed.worker.profile.enabled": True}
+    assert local_workers_settings(no_files=False, DASK_CONFIG=str(tmp_path)) == [mine] * 2
 
 
 def test_arguments_are_checked_before_anything_is_installed(tmp_path):

@@ -324,3 +324,17 @@ def test_a_notebook_nbconvert_fails_on_gets_a_page_of_its_feedback_and_the_class
     assert "Feedback on question A3" in plain
     assert "odd/03_kl_divergence.ipynb not drawn (ValueError: nbconvert choked)" in capsys.readouterr().err
     assert not handback.up_to_date(*pages[0]), "a page that failed is kept as if drawn"
+
+
+def test_a_process_cleans_each_piece_of_a_page_once_and_keeps_no_long_piece():
+    from instructor.grader import pages
+
+    piece = '<div class="highlight"><pre><span class="k">import</span> torch<script>alert(1)</script></pre></div>'
+    hits = pages.cleaned_once.cache_info().hits
+    first, again = pages.clean_rendered(piece), pages.clean_rendered(piece.encode())
+    assert first == again == pages.cleaned(piece) and "<script>" not in first
+    assert pages.cleaned_once.cache_info().hits == hits + 1
+    long_piece = "<p>" + "x" * pages.REMEMBERED_CHARS + "</p>"
+    kept = pages.cleaned_once.cache_info().currsize
+    assert pages.clean_rendered(long_piece) == pages.cleaned(long_piece)
+    assert pages.cleaned_once.cache_info().currsize == kept

@@ -30,6 +30,7 @@ def run_notebooks(path: Path, output: Path):
 START = "from helpers import record, start\nrun = start('{name}')"
 
 
+@pytest.mark.runs_notebooks
 def test_a_failing_notebook_changes_neither_itself_nor_its_records(tmp_path):
     results = tmp_path / "out" / "results"
     results.mkdir(parents=True)
@@ -44,6 +45,7 @@ def test_a_failing_notebook_changes_neither_itself_nor_its_records(tmp_path):
     assert sorted(p.name for p in results.iterdir() if not p.name.endswith(".lock")) == ["99_fails.json"]
 
 
+@pytest.mark.runs_notebooks
 def test_a_successful_run_replaces_records_as_one_set_and_repeats_byte_for_byte(tmp_path):
     results = tmp_path / "out" / "results"
     results.mkdir(parents=True)
@@ -90,6 +92,7 @@ def test_tools_have_a_docstring_that_says_what_they_are(name):
     assert (ROOT / "tools" / name).read_text().startswith('"""')
 
 
+@pytest.mark.runs_notebooks
 def test_make_run_shows_the_section_the_cell_and_the_training_bar_and_no_kernel_warning(tmp_path):
     path = tmp_path / "99_shows.ipynb"
     nb = nbformat.v4.new_notebook(cells=[

@@ -79,7 +79,7 @@ answers: questions
 # `make test` runs instructor/tests too, which need the instructor tools and the grader's sandbox
 test: $(INSTRUCTOR) sandbox-check
 
-# the inner loop: unit tests, the hidden tests' bank with its planted answers, the reports, collecting; no sandbox run
+# the inner loop: unit tests, the hidden tests' bank with its planted answers, the reports, collecting; no notebook run
 FAST_TESTS := tests $(addprefix instructor/tests/,test_bank.py test_grader_units.py test_grader_report.py \
               test_grader_slips.py test_collect.py test_collect_hostile.py test_course.py test_questions.py)
 

@@ -44,7 +44,7 @@ def clean_rendered(element) -> str:
     """nbconvert's `clean_html` filter for the hand-back pages: its own keeps too few tags (no <p>, no headings, no
     table head), so a rendered Markdown cell would show its tags as text; this keeps text markup, nothing that runs."""
     element = element.decode() if isinstance(element, bytes) else str(element)
-    return cleaned_once(element) if len(element) <= REMEMBERED_CHARS else cleaned(element)
+    return cleaned_once(element)[1] if len(element) <= REMEMBERED_CHARS else cleaned(element)
 
 
 def cleaned(html: str) -> str:
@@ -52,12 +52,21 @@ def cleaned(html: str) -> str:
                         protocols={"http", "https", "mailto"}, strip=False)
 
 
+def entry_size(pair: tuple) -> int:
+    """What a remembered piece holds: its source and its cleaned HTML, in characters, and 100 for the entry itself."""
+    return len(pair[0]) + len(pair[1]) + 100
+
+
 # Every student's page of a notebook repeats its given cells, and cleaning is most of drawing a page's code cells: a
-# process cleans each piece once. It keeps pieces of up to 20,000 characters (the solution notebooks' pages: 96% of
-# the cleaning time, 1.4 million characters in all) and at most 8 million characters of cleaned HTML, the least
-# recently used dropped first: a class's hostile text can take no more memory than that, and as much in sources.
+# process remembers each piece of up to 20,000 characters it cleaned (source and result) while it holds at most 8
+# million characters of them, dropping the least recently used first, so a class's hostile text costs no more memory.
 REMEMBERED_CHARS = 20_000
-cleaned_once = cached(LRUCache(maxsize=8_000_000, getsizeof=len), info=True)(cleaned)
+
+
+@cached(LRUCache(maxsize=8_000_000, getsizeof=entry_size), info=True)
+def cleaned_once(html: str) -> tuple:
+    """(html, its cleaned HTML), remembered: the pair holds the one copy of the source that is also the key."""
+    return html, cleaned(html)
 
 
 def safe_png(data: str) -> str | None:

@@ -338,3 +338,7 @@ def test_a_process_cleans_each_piece_of_a_page_once_and_keeps_no_long_piece():
     kept = pages.cleaned_once.cache_info().currsize
     assert pages.clean_rendered(long_piece) == pages.cleaned(long_piece)
     assert pages.cleaned_once.cache_info().currsize == kept
+    # a piece that cleans to nothing is counted by its source: remembered pieces are bounded whatever they clean to
+    vanishing = "<!--" + "x" * 19_000 + "-->"
+    assert pages.clean_rendered(vanishing) == ""
+    assert pages.cleaned_once.cache_info().currsize >= kept + len(vanishing)

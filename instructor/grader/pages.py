@@ -48,6 +48,7 @@ def clean_rendered(element) -> str:
 
 
 def cleaned(html: str) -> str:
+    """A piece of a hand-back page's HTML with only text markup left (bleach)."""
     return bleach.clean(html, tags=TEXT_TAGS | {"b", "i"}, attributes={"*": ["class", "id"], "a": ["href", "title"]},
                         protocols={"http", "https", "mailto"}, strip=False)
 

@@ -33,7 +33,7 @@ from answers import export
 from helpers import cpu
 from tools import nbcells
 
-from . import bank, kernel, sandbox, score, unsandboxed
+from . import bank, forking, kernel, sandbox, score, unsandboxed
 from .bank import digits
 from .reference import Reference
 
@@ -179,20 +179,29 @@ def disk_watch(work: Path, settings: Settings):
 
 
 def spawn(argv: list, work: Path, control: Path, settings: Settings, timeout: float, progress=None,
-          runner: Path | None = None) -> None:
+          runner: Path | None = None, forked: bool = False) -> None:
     """Run argv sandboxed (or only limited, without the sandbox) within `timeout`, within a cell's time of the last
     change of `progress()`, and within the disk limit; a hang is killed, with everything inside. `runner`: a folder
-    shown read-only to this process alone."""
+    shown read-only to this process alone. `forked`: argv runs the probes' harness, which the fork server forks into
+    the sandbox where it can (forking.py), instead of a new Python importing torch again."""
     env = sandbox_env(work, control, settings)
+    process = None
     if settings.sandboxed:
         readonly = visible_paths(control) + ([runner] if runner else [])
-        command = sandbox.command(argv, writable=work, readonly=readonly, env=env,
-                                  limits=settings.limits, cwd=work)
+        if forked:
+            imported = {name: value for name, value in env.items() if name in cpu.PINNED or name == cpu.PATH_VARIABLE
+                        or name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS")}
+            process = forking.start(argv, work, readonly, env, settings.limits, cwd=work,
+                                    path=[str(control / "lib"), str(ROOT)], server_env=imported)
+        if process is None:
+            command = sandbox.command(argv, writable=work, readonly=readonly, env=env,
+                                      limits=settings.limits, cwd=work)
         popen_env = {"PATH": "/usr/bin:/bin"}
     else:
         command, popen_env = sandbox.limited(argv, settings.limits), {**sandbox.base_env(work), **env}
-    process = subprocess.Popen(command, cwd=work, env=popen_env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                               stderr=subprocess.DEVNULL, start_new_session=True)
+    if process is None:
+        process = subprocess.Popen(command, cwd=work, env=popen_env, stdin=subprocess.DEVNULL,
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     deadline, seen, changed, over = time.monotonic() + timeout, None, time.monotonic(), disk_watch(work, settings)
     try:
         while process.poll() is None:
@@ -257,7 +266,8 @@ def probe_processes(tests: list, module: str, inputs: dict, control: Path, setti
                 {"name": t.name, "source": t.probe_source, "inputs": inputs[t.name], "seconds": settings.cell_timeout,
                  "trains": isinstance(t, bank.ModelTest)} for t in remaining]}, runner / "job.pt")
             spawn([sys.executable, str(runner / "probes.py"), str(runner / "job.pt"), str(out)], folder, control,
-                  settings, deadline - time.monotonic(), progress=lambda: len(list(out.iterdir())), runner=runner)
+                  settings, deadline - time.monotonic(), progress=lambda: len(list(out.iterdir())), runner=runner,
+                  forked=True)
             before = len(remaining)
             for test in list(remaining):
                 result = score.read_result(out / f"{test.name}.pt", folder)

@@ -1,0 +1,162 @@
+"""Probe processes forked from one process that imported torch once, each into a sandbox that bubblewrap made.
+
+Every probe process would otherwise import torch anew (1.5 to 2 seconds, 14 times a submission). Here one process
+per grading process, the fork server, imports torch and the probes' harness and then only forks; it never reads a
+job, so a fork holds nothing of any job. For each probe process the grader starts a bubblewrap sandbox exactly as for
+any other (sandbox.command) around a door, a `cat` that waits on a pipe, and sends the pipe's other end here. The
+fork joins the door's confinement: first its cgroups and resource limits, then its namespaces (user, mount, PID,
+network, IPC, UTS, cgroup), then the door's root; it forks once more to be inside the PID namespace, drops every
+capability, sets no_new_privs, closes every other file and runs the probes' harness as `python probes.py` would. The
+door ends when the last process holding the pipe does, and the sandbox with it, as when its own process ends.
+
+Hand-written because no maintained library enters an existing sandbox from a forked process: bubblewrap sets a
+sandbox up and then executes a program, which would import torch again (the kernel's `setns(2)` is the documented way
+in; `nsenter(1)` and `flatpak enter` do the same from a fresh program).
+
+    python forkserver.py <socket fd>          (started by `client()`, never by hand)
+"""
+import ctypes
+import fcntl
+import json
+import os
+import resource
+import signal
+import socket
+import sys
+import tempfile
+from pathlib import Path
+
+import probes  # noqa: F401  (and with it torch: what every fork starts from)
+
+CLONE = {"user": 0x10000000, "cgroup": 0x02000000, "mnt": 0x00020000, "pid": 0x20000000, "net": 0x40000000,
+         "ipc": 0x08000000, "uts": 0x04000000}
+NS_GET_PARENT = 0xB702                   # ioctl: the user namespace that owns this one
+PR_SET_PDEATHSIG, PR_CAPBSET_DROP, PR_SET_NO_NEW_PRIVS = 1, 24, 38
+LIMITS = ("RLIMIT_AS", "RLIMIT_CORE", "RLIMIT_CPU", "RLIMIT_FSIZE", "RLIMIT_NOFILE", "RLIMIT_NPROC")
+libc = ctypes.CDLL(None, use_errno=True)
+SITE = sys.path[1:]                      # the interpreter's own path, without this file's folder
+
+
+class CapHeader(ctypes.Structure):
+    _fields_ = [("version", ctypes.c_uint32), ("pid", ctypes.c_int)]
+
+
+class CapData(ctypes.Structure):
+    _fields_ = [("effective", ctypes.c_uint32), ("permitted", ctypes.c_uint32), ("inheritable", ctypes.c_uint32)]
+
+
+def call(result: int, what: str) -> None:
+    if result != 0:
+        error = ctypes.get_errno()
+        raise OSError(error, f"{what}: {os.strerror(error)}")
+
+
+def join_cgroups(door: int) -> None:
+    """Move this process into every cgroup of the door (the job's memory and process limits)."""
+    mounts = {}
+    for line in open("/proc/self/mountinfo").read().splitlines():
+        left, right = line.split(" - ", 1)
+        fstype, _source, options = (right.split() + ["", ""])[:3]
+        if fstype == "cgroup2":
+            mounts.setdefault("", left.split()[4])
+        elif fstype == "cgroup":
+            for name in options.split(","):
+                mounts.setdefault(name, left.split()[4])
+    for line in open(f"/proc/{door}/cgroup").read().splitlines():
+        _, names, relative = line.split(":", 2)
+        mount = mounts.get("") if not names else next((mounts[n] for n in names.split(",") if n in mounts), None)
+        if mount is not None and "dgm-job-" in relative:
+            with open(os.path.join(mount, relative.lstrip("/"), "cgroup.procs"), "w") as procs:
+                procs.write(str(os.getpid()))
+
+
+def enter(door: int) -> None:
+    """Take the door's confinement: cgroups, resource limits, namespaces, root (see the module's docstring)."""
+    join_cgroups(door)
+    for name in LIMITS:
+        which = getattr(resource, name)
+        resource.setrlimit(which, resource.prlimit(door, which))
+    spaces = {name: os.open(f"/proc/{door}/ns/{name}", os.O_RDONLY) for name in CLONE}
+    root = os.open(f"/proc/{door}/root", os.O_RDONLY | os.O_DIRECTORY)
+    mine = os.stat("/proc/self/ns/user").st_ino
+    owner = fcntl.ioctl(spaces["user"], NS_GET_PARENT)    # bwrap --disable-userns nests the door's user namespace
+    if os.fstat(owner).st_ino != mine:
+        call(libc.setns(owner, CLONE["user"]), "setns(user namespace that owns the sandbox)")
+    for name in ("cgroup", "mnt", "pid", "net", "ipc", "uts"):
+        call(libc.setns(spaces[name], CLONE[name]), f"setns({name})")
+    call(libc.setns(spaces["user"], CLONE["user"]), "setns(user)")
+    os.fchdir(root)
+    os.chroot(".")
+    for fd in [*spaces.values(), owner, root]:
+        os.close(fd)
+
+
+def drop_privileges() -> None:
+    """No capability left in any set, none to gain (bubblewrap's --cap-drop ALL), and no_new_privs."""
+    for capability in range(64):
+        libc.prctl(PR_CAPBSET_DROP, capability, 0, 0, 0)
+    call(libc.capset(ctypes.byref(CapHeader(0x20080522, 0)), ctypes.byref((CapData * 2)())), "capset")
+    call(libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), "prctl(PR_SET_NO_NEW_PRIVS)")
+
+
+def become(request: dict, door_pipe: int) -> None:
+    """This process as `python <argv>` would start in the sandbox: its files, variables, folder, path, signals."""
+    null = os.open("/dev/null", os.O_RDWR)
+    for fd in (0, 1, 2):
+        os.dup2(null, fd)
+    keep = os.dup2(door_pipe, 3)                # the door's pipe: the sandbox lasts while this process holds it
+    os.closerange(keep + 1, resource.getrlimit(resource.RLIMIT_NOFILE)[0])
+    os.setsid()
+    for number in (signal.SIGINT, signal.SIGTERM, signal.SIGCHLD, signal.SIGPIPE):
+        signal.signal(number, signal.SIG_DFL)
+    os.environ.clear()
+    os.environ.update(request["env"])
+    os.chdir(request["cwd"])
+    sys.argv = list(request["argv"][1:])
+    sys.path[:] = [os.path.dirname(sys.argv[0]), *request["path"], *SITE]
+    sys.dont_write_bytecode = True
+    tempfile.tempdir = None
+
+
+def fork_into(channel: socket.socket) -> None:
+    """The first fork: take the request, enter its sandbox, fork the process that runs inside it, answer (status 0)
+    and end; a failure ends it with status 2 and the server answers. Never returns."""
+    try:
+        message, fds, _, _ = socket.recv_fds(channel, 1 << 20, 1)
+        request = json.loads(message)
+        enter(request["door"])
+        if os.fork() == 0:
+            try:
+                channel.detach()
+                drop_privileges()
+                become(request, fds[0])
+                probes.run(Path(sys.argv[1]), Path(sys.argv[2]))
+                os._exit(0)
+            except BaseException:
+                os._exit(1)
+        channel.send(json.dumps({"status": 0}).encode())
+        os._exit(0)
+    except BaseException as error:
+        try:
+            os.write(2, f"forkserver: {error}\n".encode())
+        finally:
+            os._exit(2)
+
+
+def serve(channel: socket.socket) -> None:
+    """For each request (JSON, with the door's pipe attached), a fork that reads it and answers it: this process
+    never holds a request, so no fork finds an earlier job's paths or variables in its copy of this one's memory."""
+    while channel.recv(1, socket.MSG_PEEK):
+        pid = os.fork()
+        if pid == 0:
+            fork_into(channel)
+        status = os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
+        if status != 0:
+            channel.send(json.dumps({"status": status}).encode())
+
+
+if __name__ == "__main__":
+    libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)     # the grading process gone, this goes too
+    if os.getppid() == 1:
+        sys.exit(0)
+    serve(socket.socket(fileno=int(sys.argv[1])))

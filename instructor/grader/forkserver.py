@@ -1,31 +1,36 @@
-"""Probe processes forked from one process that imported torch once, each into a sandbox that bubblewrap made.
+"""The sandboxed processes (the probes, the kernels) forked from one process that imported torch once, each into a
+sandbox that bubblewrap made.
 
-Every probe process would otherwise import torch anew (1.5 to 2 seconds, 14 times a submission). Here one process
-per grading process, the fork server, imports torch and the probes' harness and then only forks; it never reads a
-job, so a fork holds nothing of any job. For each probe process the grader starts a bubblewrap sandbox exactly as for
-any other (sandbox.command) around a door, a `cat` that waits on a pipe, and sends the pipe's other end here. The
-fork joins the door's confinement: first its cgroups and resource limits, then its namespaces (user, mount, PID,
-network, IPC, UTS, cgroup), then the door's root; it forks once more to be inside the PID namespace, drops every
-capability, sets no_new_privs, closes every other file and runs the probes' harness as `python probes.py` would. The
-door ends when the last process holding the pipe does, and the sandbox with it, as when its own process ends.
+Every probe process and every kernel would otherwise import torch anew (1.5 to 2 seconds, 21 times a submission).
+Here one process per grading process, the fork server, imports torch, the probes' harness and the kernel and then
+only forks; it never reads a request (a fork of it does), so a fork holds nothing of any job. For each process to
+run, the grader starts a bubblewrap sandbox exactly as for any other (sandbox.command) around a door, a `cat` that
+waits on a pipe, and sends the pipe's other end here. The fork joins the door's confinement: first its cgroups and
+resource limits, then its namespaces (user, mount, PID, network, IPC, UTS, cgroup), then the door's root; it forks
+once more to be inside the PID namespace, drops every capability, sets no_new_privs, closes every other file and
+runs its program as `python <file> ...` or `python -m <module> ...` would. The door ends when the last process
+holding the pipe does, and the sandbox with it, as when its own process ends.
 
 Hand-written because no maintained library enters an existing sandbox from a forked process: bubblewrap sets a
 sandbox up and then executes a program, which would import torch again (the kernel's `setns(2)` is the documented way
 in; `nsenter(1)` and `flatpak enter` do the same from a fresh program).
 
-    python forkserver.py <socket fd>          (started by `client()`, never by hand)
+    python forkserver.py <socket fd> <pid of the grading process>        (started by forking.py, never by hand)
 """
+import atexit
 import ctypes
 import fcntl
 import json
 import os
 import resource
+import runpy
 import signal
 import socket
 import sys
 import tempfile
-from pathlib import Path
+import traceback
 
+import ipykernel.kernelapp  # noqa: F401  (the kernel's own imports)
 import probes  # noqa: F401  (and with it torch: what every fork starts from)
 
 CLONE = {"user": 0x10000000, "cgroup": 0x02000000, "mnt": 0x00020000, "pid": 0x20000000, "net": 0x40000000,
@@ -99,41 +104,67 @@ def drop_privileges() -> None:
     call(libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), "prctl(PR_SET_NO_NEW_PRIVS)")
 
 
-def become(request: dict, door_pipe: int) -> None:
-    """This process as `python <argv>` would start in the sandbox: its files, variables, folder, path, signals."""
+def become(request: dict, door_pipe: int, output: int | None) -> None:
+    """This process as `python <argv>` would start in the sandbox: its files (output: its stdout and stderr, else
+    /dev/null), session, variables and folder (its signals are Python's own: this server changes none)."""
     null = os.open("/dev/null", os.O_RDWR)
-    for fd in (0, 1, 2):
-        os.dup2(null, fd)
+    os.dup2(null, 0)
+    for fd in (1, 2):
+        os.dup2(null if output is None else output, fd)
     keep = os.dup2(door_pipe, 3)                # the door's pipe: the sandbox lasts while this process holds it
     os.closerange(keep + 1, resource.getrlimit(resource.RLIMIT_NOFILE)[0])
     os.setsid()
-    for number in (signal.SIGINT, signal.SIGTERM, signal.SIGCHLD, signal.SIGPIPE):
-        signal.signal(number, signal.SIG_DFL)
     os.environ.clear()
     os.environ.update(request["env"])
     os.chdir(request["cwd"])
-    sys.argv = list(request["argv"][1:])
-    sys.path[:] = [os.path.dirname(sys.argv[0]), *request["path"], *SITE]
     sys.dont_write_bytecode = True
     tempfile.tempdir = None
+
+
+def run_program(argv: list) -> int:
+    """Run `argv` ([python, file, ...] or [python, -m, module, ...]) in this process as Python would; its exit code."""
+    arguments = argv[1:]
+    first = os.getcwd() if arguments[0] == "-m" else os.path.dirname(os.path.abspath(arguments[0]))
+    given = [first, *filter(None, os.environ.get("PYTHONPATH", "").split(":"))]
+    sys.path[:] = given + [folder for folder in SITE if folder not in given]   # as site.py skips known folders
+    code = 0
+    try:
+        if arguments[0] == "-m":
+            sys.argv = [arguments[1], *arguments[2:]]
+            runpy.run_module(arguments[1], run_name="__main__", alter_sys=True)
+        else:
+            sys.argv = list(arguments)
+            runpy.run_path(arguments[0], run_name="__main__")
+    except SystemExit as end:
+        code = end.code if isinstance(end.code, int) else (0 if end.code is None else 1)
+    except BaseException:
+        traceback.print_exc()
+        code = 1
+    atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except Exception:
+            pass
+    return code
 
 
 def fork_into(channel: socket.socket) -> None:
     """The first fork: take the request, enter its sandbox, fork the process that runs inside it, answer (status 0)
     and end; a failure ends it with status 2 and the server answers. Never returns."""
     try:
-        message, fds, _, _ = socket.recv_fds(channel, 1 << 20, 1)
+        message, fds, _, _ = socket.recv_fds(channel, 1 << 20, 2)
         request = json.loads(message)
         enter(request["door"])
         if os.fork() == 0:
+            code = 1
             try:
                 channel.detach()
                 drop_privileges()
-                become(request, fds[0])
-                probes.run(Path(sys.argv[1]), Path(sys.argv[2]))
-                os._exit(0)
-            except BaseException:
-                os._exit(1)
+                become(request, fds[0], fds[1] if len(fds) > 1 else None)
+                code = run_program(request["argv"])
+            finally:
+                os._exit(code)
         channel.send(json.dumps({"status": 0}).encode())
         os._exit(0)
     except BaseException as error:
@@ -155,8 +186,12 @@ def serve(channel: socket.socket) -> None:
             channel.send(json.dumps({"status": status}).encode())
 
 
+REFUSED = 3        # the exit status of a server that will not fork here: the programs' route, without retrying
+
 if __name__ == "__main__":
     libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)     # the grading process gone, this goes too
-    if os.getppid() == 1:
-        sys.exit(0)
+    if os.getppid() != int(sys.argv[2]):
+        sys.exit(0)                  # that process is already gone
+    if len(os.listdir("/proc/self/task")) != 1:
+        sys.exit(REFUSED)            # a library started a thread at import, which a fork would lack
     serve(socket.socket(fileno=int(sys.argv[1])))

@@ -24,7 +24,7 @@ from jupyter_client.manager import AsyncKernelManager
 from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError, CellTimeoutError, DeadKernelError
 
-from instructor.grader import sandbox
+from instructor.grader import forking, sandbox
 
 OUTPUT_CAP = 1_000_000         # characters of one output (as JSON) kept in the executed copy
 NOTEBOOK_CAP = 20_000_000      # characters of all outputs kept; later outputs are dropped
@@ -58,15 +58,45 @@ class SandboxedKernelManager(AsyncKernelManager):
 
     job: dict = {}  # the keyword arguments of sandbox.command, and "sandboxed"; set by execute_notebook
 
-    def format_kernel_cmd(self, extra_arguments: list[str] | None = None) -> list[str]:
-        """The kernel's argv: this environment's ipykernel on our connection file, inside the job's sandbox."""
+    def kernel_argv(self, extra_arguments: list[str] | None = None) -> list[str]:
+        """This environment's ipykernel on our connection file."""
         # The kernelspec's argv is ignored on purpose: a kernelspec found on the instructor's paths must not decide
         # what runs the student's code.
-        argv = [sys.executable, "-m", "ipykernel_launcher", "-f", self.connection_file, *(extra_arguments or [])]
+        return [sys.executable, "-m", "ipykernel_launcher", "-f", self.connection_file, *(extra_arguments or [])]
+
+    def format_kernel_cmd(self, extra_arguments: list[str] | None = None) -> list[str]:
+        """The kernel's argv inside the job's sandbox; where the fork server can fork the kernel (forking.py), the
+        sandbox holds the door that the forked kernel joins instead."""
         job = dict(self.job)
-        if not job.pop("sandboxed"):
-            return sandbox.limited(argv, job["limits"])
-        return sandbox.command(argv, **job)
+        sandboxed, forked = job.pop("sandboxed"), job.pop("forked", True)
+        if not sandboxed:
+            return sandbox.limited(self.kernel_argv(extra_arguments), job["limits"])
+        self.fork_server = forking.usable(job["env"]) if forked else None
+        self.extra_arguments = extra_arguments
+        return sandbox.command([forking.DOOR] if self.fork_server else self.kernel_argv(extra_arguments), **job)
+
+    async def _async_launch_kernel(self, kernel_cmd: list[str], **kw) -> None:
+        """Launch the sandbox; with a door in it, have the kernel forked into it, or else launch it as a program."""
+        if not getattr(self, "fork_server", None):
+            return await super()._async_launch_kernel(kernel_cmd, **kw)
+        read, write = os.pipe()
+        try:
+            await super()._async_launch_kernel(kernel_cmd, **{**kw, "stdin": read})
+        finally:
+            os.close(read)
+        try:
+            output = kw.get("stdout")
+            forked = forking.hand_over(self.fork_server, self.provisioner.process, write,
+                                       self.kernel_argv(self.extra_arguments),
+                                       self.job["env"], cwd=self.job["writable"], home=self.job["writable"],
+                                       output=output.fileno() if hasattr(output, "fileno") else None)
+        finally:
+            os.close(write)
+        if not forked:
+            await self.provisioner.kill()
+            self.fork_server = None
+            job = {key: value for key, value in self.job.items() if key not in ("sandboxed", "forked")}
+            await super()._async_launch_kernel(sandbox.command(self.kernel_argv(self.extra_arguments), **job), **kw)
 
     def client(self, **kwargs):
         """A kernel client on this manager's ZeroMQ context, which caps the size of incoming messages."""
@@ -232,9 +262,10 @@ def _tail(stream, limit: int = 2000) -> str:
 
 def execute_notebook(nb: nbformat.NotebookNode, *, workdir: Path, readonly: list[Path], env: dict[str, str],
                      limits: sandbox.Limits, cell_timeout: float, notebook_timeout: float, sandboxed: bool = True,
-                     allow_errors: bool = True, watch=None) -> RunResult:
+                     allow_errors: bool = True, watch=None, forked: bool = True) -> RunResult:
     """Run a copy of `nb` with nbclient here while its kernel runs in the sandbox (cwd and only writable place
-    `workdir`, `env` over the sandbox's base environment); any failure of the runner counts as "crash"."""
+    `workdir`, `env` over the sandbox's base environment); any failure of the runner counts as "crash". `forked`: the
+    kernel is forked from the fork server where it can be (forking.py), else started as a program."""
     nb, start = copy.deepcopy(nb), time.monotonic()
     workdir = Path(workdir).resolve()
     reaper = None if sandboxed else sandbox.Reaper()
@@ -252,8 +283,8 @@ def execute_notebook(nb: nbformat.NotebookNode, *, workdir: Path, readonly: list
     context.setsockopt(zmq.RCVHWM, QUEUE_CAP)        # a flood of outputs waits (or is dropped) in the kernel, not here
     km = SandboxedKernelManager(transport="ipc", connection_file=str(share / "kernel.json"), ip=str(share / "ipc"),
                                 context=context)
-    km.job = {"sandboxed": sandboxed, "limits": limits, "writable": workdir, "readonly": list(readonly),
-              "env": kernel_env, "share_paths": [share]}
+    km.job = {"sandboxed": sandboxed, "forked": forked, "limits": limits, "writable": workdir,
+              "readonly": list(readonly), "env": kernel_env, "share_paths": [share]}
     errors: list[CellError] = []
 
     def on_cell_executed(cell, cell_index, execute_reply) -> None:

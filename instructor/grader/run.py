@@ -182,17 +182,14 @@ def spawn(argv: list, work: Path, control: Path, settings: Settings, timeout: fl
           runner: Path | None = None, forked: bool = False) -> None:
     """Run argv sandboxed (or only limited, without the sandbox) within `timeout`, within a cell's time of the last
     change of `progress()`, and within the disk limit; a hang is killed, with everything inside. `runner`: a folder
-    shown read-only to this process alone. `forked`: argv runs the probes' harness, which the fork server forks into
-    the sandbox where it can (forking.py), instead of a new Python importing torch again."""
+    shown read-only to this process alone. `forked`: argv is a Python program, which the fork server forks into the
+    sandbox where it can (forking.py), instead of a new Python importing torch again."""
     env = sandbox_env(work, control, settings)
     process = None
     if settings.sandboxed:
         readonly = visible_paths(control) + ([runner] if runner else [])
         if forked:
-            imported = {name: value for name, value in env.items() if name in cpu.PINNED or name == cpu.PATH_VARIABLE
-                        or name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS")}
-            process = forking.start(argv, work, readonly, env, settings.limits, cwd=work,
-                                    path=[str(control / "lib"), str(ROOT)], server_env=imported)
+            process = forking.start(argv, work, readonly, env, settings.limits, cwd=work)
         if process is None:
             command = sandbox.command(argv, writable=work, readonly=readonly, env=env,
                                       limits=settings.limits, cwd=work)

@@ -1,5 +1,7 @@
 """A probe process forked from the fork server into its sandbox is confined as one that bubblewrap started: what it
 sees, what it may do, the limits it runs under, and nothing that outlives it or reaches the next one."""
+import json
+import re
 import shutil
 import sys
 import time
@@ -9,7 +11,7 @@ import psutil
 import pytest
 import torch
 
-from instructor.grader import run, sandbox
+from instructor.grader import forking, run, sandbox
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.skipif(sandbox.problem() is not None, reason=f"no sandbox here: {sandbox.problem()}")
@@ -63,7 +65,19 @@ def probe(module, inputs):
 '''
 
 
-def probe_job(tmp_path: Path, source: str, inputs: dict, settings: run.Settings, timeout: float = 60) -> dict | None:
+STARTS_AS = '''
+def probe(module, inputs):
+    import os, resource, signal, sys
+    return {"signals": [str(signal.getsignal(number)) for number in signal.valid_signals()],
+            "path": sys.path, "argv": sys.argv, "env": dict(os.environ), "cwd": os.getcwd(), "uid": os.getuid(),
+            "bytecode": sys.dont_write_bytecode, "fds": sorted(int(fd) for fd in os.listdir("/proc/self/fd"))[:3],
+            "limits": [list(resource.getrlimit(getattr(resource, name))) for name in dir(resource)
+                       if name.startswith("RLIMIT_")], "main": sys.modules["__main__"].__file__}
+'''
+
+
+def probe_job(tmp_path: Path, source: str, inputs: dict, settings: run.Settings, timeout: float = 60,
+              forked: bool = True) -> dict | None:
     """Run one probe as probe_processes does (its harness forked into a fresh sandbox); its result, or None."""
     folder, runner, control = (tmp_path / name for name in ("folder", "runner", "control"))
     for path in (folder / "probes", runner, control / "lib" / "answers"):
@@ -75,7 +89,7 @@ def probe_job(tmp_path: Path, source: str, inputs: dict, settings: run.Settings,
         {"name": "t", "source": source, "inputs": inputs, "seconds": 60, "trains": False}]}, runner / "job.pt")
     run.spawn([sys.executable, str(runner / "probes.py"), str(runner / "job.pt"), str(folder / "probes")], folder,
               control, settings, timeout, progress=lambda: len(list((folder / "probes").iterdir())), runner=runner,
-              forked=True)
+              forked=forked)
     result = run.score.read_result(folder / "probes" / "t.pt", folder)
     return result["outputs"] if result and "outputs" in result else result
 
@@ -95,6 +109,19 @@ def test_a_forked_probe_is_confined_as_one_that_bubblewrap_started(tmp_path):
     assert seen["argv"][0].endswith("job.pt")
     door = sandbox.Limits()
     assert seen["limits"]["RLIMIT_FSIZE"] == [door.file_bytes] * 2 and seen["limits"]["RLIMIT_NOFILE"] == [1024] * 2
+
+
+def test_a_forked_probe_starts_as_the_program_would(tmp_path):
+    """The same probe forked and started as a program: the same path, arguments, variables, folder and limits."""
+    settings = run.Settings(cell_timeout=60)
+    seen = {forked: probe_job(tmp_path / str(forked), STARTS_AS, {}, settings, forked=forked)
+            for forked in (True, False)}
+    for forked, outputs in seen.items():
+        assert outputs is not None and "error" not in outputs, outputs
+        text = json.dumps(outputs).replace(str((tmp_path / str(forked)).resolve()), "<area>")
+        seen[forked] = json.loads(re.sub(r" at 0x[0-9a-f]+", "", text))
+    assert seen[True]["env"] == seen[False]["env"]
+    assert seen[True] == seen[False]
 
 
 def test_what_a_forked_probe_changes_in_its_copy_of_the_server_reaches_no_later_probe(tmp_path):
@@ -133,3 +160,9 @@ def test_without_its_fork_server_a_probe_runs_as_a_program_of_its_own(tmp_path):
     seen = probe_job(tmp_path / "b", LOOKS_AROUND, {"grader": "/"}, settings)
     assert seen["uid"] == str(sandbox.SANDBOX_ID) and seen["argv"][0].endswith("job.pt") and seen["marked"] is False
     assert not seen["forked"]
+
+
+def test_with_more_than_one_thread_for_the_libraries_nothing_is_forked():
+    """Their thread pools, started when torch is imported, would be missing in a fork: such jobs start programs."""
+    assert forking.usable({"OMP_NUM_THREADS": "2", "MKL_NUM_THREADS": "2"}) is None
+    assert forking.usable({"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}) is not None

@@ -1,6 +1,7 @@
 """The kernel runner: a notebook run with nbclient here while its kernel runs in the sandbox; its statuses,
 timeouts and caps, and what the kernel cannot reach."""
 import json
+import re
 import resource
 import subprocess
 import sys
@@ -25,10 +26,11 @@ SPAWN = "import subprocess, sys; subprocess.Popen([sys.executable, '-c', 'import
 
 
 def execute(area: Area, *sources: str, **overrides):
-    """Run a notebook with one code cell per source in the kernel sandbox of `area`, with short timeouts."""
+    """Run a notebook with one code cell per source in the kernel sandbox of `area`, with short timeouts; its kernel
+    forked from the fork server, as the grader's are (one thread), unless `forked=False`."""
     nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(textwrap.dedent(s)) for s in sources])
-    options = dict(workdir=area.job, readonly=[], env={"DGM_MODE": "quick"}, limits=sandbox.Limits(),
-                   cell_timeout=20, notebook_timeout=40)
+    options = dict(workdir=area.job, readonly=[], limits=sandbox.Limits(), cell_timeout=20, notebook_timeout=40,
+                   env={"DGM_MODE": "quick", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"})
     return kernel.execute_notebook(nb, **{**options, **overrides})
 
 
@@ -38,13 +40,47 @@ def texts(result) -> list[str]:
             for cell in result.notebook.cells]
 
 
-def test_kernel_runs_a_notebook(area):
-    """A four-cell notebook runs in the sandbox with the job's environment, and its outputs and figures come back."""
+@pytest.mark.parametrize("forked", [True, False], ids=["forked from the fork server", "started as a program"])
+def test_kernel_runs_a_notebook(area, forked):
+    """A notebook runs in the sandbox with the job's environment, and its outputs and figures come back; its kernel
+    is forked from the fork server (it shows the server's command line) or started as a program."""
     result = execute(area, "import os; print(os.getuid(), os.getcwd())", "print(os.environ['DGM_MODE'])", "6 * 7",
-                     "import matplotlib.pyplot as plt; plt.plot([1, 2]);")
+                     "import matplotlib.pyplot as plt; plt.plot([1, 2]);",
+                     "print('forkserver.py' in open('/proc/self/cmdline').read())", forked=forked)
     assert result.status == "ok" and result.errors == [], result.message
     assert texts(result)[:3] == [f"65534 {area.job}\n", "quick\n", "{'text/plain': '42'}"] and area.unchanged()
     assert "image/png" in result.notebook.cells[3].outputs[0]["data"]        # figures come back for the TAs
+    assert texts(result)[4] == f"{forked}\n"
+
+
+# what a kernel's process looks like from inside, beyond its process ids and the fork server's command line
+LOOKS_AROUND = """
+import json, os, resource, signal, sys
+import matplotlib
+print(json.dumps({"signals": [str(signal.getsignal(number)) for number in signal.valid_signals()],
+                  "path": sys.path, "argv": sys.argv, "env": dict(os.environ), "cwd": os.getcwd(),
+                  "bytecode": sys.dont_write_bytecode, "backend": matplotlib.get_backend(), "uid": os.getuid(),
+                  "fds": sorted(int(fd) for fd in os.listdir("/proc/self/fd"))[:3],
+                  "limits": [resource.getrlimit(getattr(resource, name)) for name in dir(resource)
+                             if name.startswith("RLIMIT_")], "modules": "torch" in sys.modules}))
+"""
+
+
+def test_a_forked_kernel_starts_as_the_program_would(tmp_path):
+    """The same notebook, its kernel forked and started as a program: the same path, arguments, variables, folder,
+    matplotlib backend, limits; only torch is already imported in the forked one."""
+    seen = {}
+    for forked in (True, False):
+        folder = tmp_path / str(forked)
+        folder.mkdir()
+        result = execute(Area(folder), LOOKS_AROUND, forked=forked)
+        assert result.status == "ok", result.message
+        text = re.sub(r"\.kernel-\w+", ".kernel-*", texts(result)[0].replace(str(folder), "<area>"))
+        text = re.sub(r" at 0x[0-9a-f]+", "", text)
+        seen[forked] = json.loads(text)
+    assert seen[True].pop("modules") and not seen[False].pop("modules")
+    assert seen[True]["env"] == seen[False]["env"]
+    assert seen[True] == seen[False]
 
 
 def test_kernel_cannot_reach_the_runners_status(area):

@@ -34,12 +34,12 @@ class ForkServer:
         mine.settimeout(120)                     # its first answer waits for torch's import
         self.channel, self.lock = mine, threading.Lock()
 
-    def fork_into(self, door: int, fds: list, request: dict) -> bool:
-        """Have a process forked into the sandbox of `door` (its pid), given `fds` (the door's pipe, and maybe a file
-        for its output); True once it runs there."""
+    def fork_into(self, fds: list, request: dict) -> bool:
+        """Have a process forked into the sandbox of the door `request` names, given `fds` (the door's pipe, a pidfd
+        of the door, and maybe a file for its output); True once it runs there."""
         with self.lock:
             try:
-                socket.send_fds(self.channel, [json.dumps({**request, "door": door}).encode()], fds)
+                socket.send_fds(self.channel, [json.dumps(request).encode()], fds)
                 reply = self.channel.recv(4096)
             except OSError:
                 return False
@@ -94,13 +94,27 @@ def hand_over(fork_server: ForkServer, process: subprocess.Popen, pipe: int, arg
     """Have `argv` forked into the door's sandbox that `process` started (`pipe`: the door's input; `output`: a file
     for its stdout and stderr); True once it runs there. A server that failed is stopped, and started again later."""
     door = door_of(process)
-    # the variables bwrap gives the program it starts: the sandbox's base, the job's, and PWD (bwrap's --chdir)
-    cwd = Path(cwd).resolve()
-    request = {"argv": argv, "env": {**sandbox.base_env(Path(home).resolve()), **env, "PWD": str(cwd)},
-               "cwd": str(cwd)}
-    if door is not None and fork_server.fork_into(door, [pipe] + ([output] if output is not None else []), request):
-        return True
+    if door is None:
+        return False
+    try:
+        pidfd = os.pidfd_open(door)              # the fork checks through it that this pid is still the door's
+    except OSError:
+        return False
+    try:
+        if psutil.Process(door).name() != "cat":
+            return False
+        cwd = Path(cwd).resolve()
+        # the variables bwrap gives the program it starts: the sandbox's base, the job's, and PWD (bwrap's --chdir)
+        request = {"argv": argv, "env": {**sandbox.base_env(Path(home).resolve()), **env, "PWD": str(cwd)},
+                   "cwd": str(cwd), "door": door}
+        if fork_server.fork_into([pipe, pidfd] + ([output] if output is not None else []), request):
+            return True
+    except psutil.Error:
+        return False
+    finally:
+        os.close(pidfd)
     fork_server.process.kill()               # a server that failed once is not trusted to answer in step again
+    fork_server.process.wait()
     server.cache_clear()
     return False
 

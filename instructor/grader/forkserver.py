@@ -7,9 +7,10 @@ only forks; it never reads a request (a fork of it does), so a fork holds nothin
 run, the grader starts a bubblewrap sandbox exactly as for any other (sandbox.command) around a door, a `cat` that
 waits on a pipe, and sends the pipe's other end here. The fork joins the door's confinement: first its cgroups and
 resource limits, then its namespaces (user, mount, PID, network, IPC, UTS, cgroup), then the door's root; it forks
-once more to be inside the PID namespace, drops every capability, sets no_new_privs, closes every other file and
-runs its program as `python <file> ...` or `python -m <module> ...` would. The door ends when the last process
-holding the pipe does, and the sandbox with it, as when its own process ends.
+once more to be inside the PID namespace, and that second fork drops every capability, sets no_new_privs, closes
+every other file and runs its program as `python <file> ...` or `python -m <module> ...` would. The first fork holds
+the door's pipe, outside the sandbox's processes, until the program's process ends; then the door ends, and the
+sandbox with it, as when the program bubblewrap started ends.
 
 Hand-written because no maintained library enters an existing sandbox from a forked process: bubblewrap sets a
 sandbox up and then executes a program, which would import torch again (the kernel's `setns(2)` is the documented way
@@ -24,6 +25,7 @@ import json
 import os
 import resource
 import runpy
+import select
 import signal
 import socket
 import sys
@@ -32,11 +34,12 @@ import traceback
 
 import ipykernel.kernelapp  # noqa: F401  (the kernel's own imports)
 import probes  # noqa: F401  (and with it torch: what every fork starts from)
+from sandbox import CGROUP_PREFIX, cgroup_mounts
 
 CLONE = {"user": 0x10000000, "cgroup": 0x02000000, "mnt": 0x00020000, "pid": 0x20000000, "net": 0x40000000,
          "ipc": 0x08000000, "uts": 0x04000000}
 NS_GET_PARENT = 0xB702                   # ioctl: the user namespace that owns this one
-PR_SET_PDEATHSIG, PR_CAPBSET_DROP, PR_SET_NO_NEW_PRIVS = 1, 24, 38
+PR_CAPBSET_DROP, PR_SET_NO_NEW_PRIVS = 24, 38
 LIMITS = ("RLIMIT_AS", "RLIMIT_CORE", "RLIMIT_CPU", "RLIMIT_FSIZE", "RLIMIT_NOFILE", "RLIMIT_NPROC")
 libc = ctypes.CDLL(None, use_errno=True)
 SITE = sys.path[1:]                      # the interpreter's own path, without this file's folder
@@ -58,19 +61,11 @@ def call(result: int, what: str) -> None:
 
 def join_cgroups(door: int) -> None:
     """Move this process into every cgroup of the door (the job's memory and process limits)."""
-    mounts = {}
-    for line in open("/proc/self/mountinfo").read().splitlines():
-        left, right = line.split(" - ", 1)
-        fstype, _source, options = (right.split() + ["", ""])[:3]
-        if fstype == "cgroup2":
-            mounts.setdefault("", left.split()[4])
-        elif fstype == "cgroup":
-            for name in options.split(","):
-                mounts.setdefault(name, left.split()[4])
+    mounts = cgroup_mounts()
     for line in open(f"/proc/{door}/cgroup").read().splitlines():
         _, names, relative = line.split(":", 2)
         mount = mounts.get("") if not names else next((mounts[n] for n in names.split(",") if n in mounts), None)
-        if mount is not None and "dgm-job-" in relative:
+        if mount is not None and CGROUP_PREFIX in relative:
             with open(os.path.join(mount, relative.lstrip("/"), "cgroup.procs"), "w") as procs:
                 procs.write(str(os.getpid()))
 
@@ -104,15 +99,17 @@ def drop_privileges() -> None:
     call(libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), "prctl(PR_SET_NO_NEW_PRIVS)")
 
 
-def become(request: dict, door_pipe: int, output: int | None) -> None:
+def become(request: dict, output: int | None) -> None:
     """This process as `python <argv>` would start in the sandbox: its files (output: its stdout and stderr, else
-    /dev/null), session, variables and folder (its signals are Python's own: this server changes none)."""
+    /dev/null; no other file, whatever number the server's own had), session, variables and folder (its signals are
+    Python's own: this server changes none)."""
     null = os.open("/dev/null", os.O_RDWR)
     os.dup2(null, 0)
     for fd in (1, 2):
         os.dup2(null if output is None else output, fd)
-    keep = os.dup2(door_pipe, 3)                # the door's pipe: the sandbox lasts while this process holds it
-    os.closerange(keep + 1, resource.getrlimit(resource.RLIMIT_NOFILE)[0])
+    os.closerange(3, 2**31 - 1)                 # not up to RLIMIT_NOFILE: the door's limit is lower than the server's
+    if sorted(map(int, os.listdir("/proc/self/fd"))) != [0, 1, 2, 3]:   # 3: the listing's own
+        raise OSError("a file of the fork server is still open")
     os.setsid()
     os.environ.clear()
     os.environ.update(request["env"])
@@ -149,23 +146,45 @@ def run_program(argv: list) -> int:
     return code
 
 
-def fork_into(channel: socket.socket) -> None:
-    """The first fork: take the request, enter its sandbox, fork the process that runs inside it, answer (status 0)
-    and end; a failure ends it with status 2 and the server answers. Never returns."""
+def alive(pidfd: int) -> bool:
+    """Whether the process of `pidfd` still runs (so its pid, read before, was not reused)."""
     try:
-        message, fds, _, _ = socket.recv_fds(channel, 1 << 20, 2)
+        signal.pidfd_send_signal(pidfd, 0)
+        return True
+    except ProcessLookupError:
+        return False
+
+
+def fork_into(channel: socket.socket, server_end: int, started: int) -> None:
+    """The first fork: take the request (fds: the door's pipe, a pidfd of the door, maybe the output file), enter the
+    door's sandbox, fork the program's process inside it, drop its own capabilities, write a byte to `started`,
+    answer (status 0), then hold the door's pipe until that process ends and end with it: the sandbox ends as it does
+    when the program bubblewrap started ends, and nothing inside can reach the pipe. A failure ends this fork with
+    status 2 before the byte, and the server answers. Never returns."""
+    try:
+        os.close(server_end)
+        message, fds, _, _ = socket.recv_fds(channel, 1 << 20, 3)
         request = json.loads(message)
+        door_pipe, door, output = fds[0], fds[1], (fds[2] if len(fds) > 2 else None)
         enter(request["door"])
-        if os.fork() == 0:
+        if not alive(door):
+            raise ProcessLookupError("the door ended before its sandbox was entered")
+        program = os.fork()
+        if program == 0:
             code = 1
             try:
-                channel.detach()
                 drop_privileges()
-                become(request, fds[0], fds[1] if len(fds) > 1 else None)
+                become(request, output)
                 code = run_program(request["argv"])
             finally:
                 os._exit(code)
+        drop_privileges()
+        os.write(started, b"1")
         channel.send(json.dumps({"status": 0}).encode())
+        for fd in [door, started, channel.detach(), *([output] if output is not None else [])]:
+            os.close(fd)
+        os.waitpid(program, 0)
+        os.close(door_pipe)
         os._exit(0)
     except BaseException as error:
         try:
@@ -174,22 +193,42 @@ def fork_into(channel: socket.socket) -> None:
             os._exit(2)
 
 
+def reap() -> None:
+    """Collect the first forks that ended (each lives as long as the program it started)."""
+    try:
+        while os.waitpid(-1, os.WNOHANG)[0]:
+            pass
+    except ChildProcessError:
+        pass
+
+
 def serve(channel: socket.socket) -> None:
     """For each request (JSON, with the door's pipe attached), a fork that reads it and answers it: this process
-    never holds a request, so no fork finds an earlier job's paths or variables in its copy of this one's memory."""
-    while channel.recv(1, socket.MSG_PEEK):
+    never holds a request, so no fork finds an earlier job's paths or variables in its copy of this one's memory. It
+    ends when the grading process closes its end (when it ends, however it ends)."""
+    waiting = select.poll()                      # not select(): the channel's number may be above 1023
+    waiting.register(channel, select.POLLIN)
+    while True:
+        reap()
+        if not waiting.poll(1000):
+            continue
+        if not channel.recv(1, socket.MSG_PEEK):
+            return
+        read, write = os.pipe()
         pid = os.fork()
         if pid == 0:
-            fork_into(channel)
-        status = os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
-        if status != 0:
-            channel.send(json.dumps({"status": status}).encode())
+            fork_into(channel, read, write)
+        os.close(write)
+        started = os.read(read, 1)
+        os.close(read)
+        if not started:                          # it failed before answering: answer for it
+            status = os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
+            channel.send(json.dumps({"status": status or 2}).encode())
 
 
 REFUSED = 3        # the exit status of a server that will not fork here: the programs' route, without retrying
 
 if __name__ == "__main__":
-    libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)     # the grading process gone, this goes too
     if os.getppid() != int(sys.argv[2]):
         sys.exit(0)                  # that process is already gone
     if len(os.listdir("/proc/self/task")) != 1:

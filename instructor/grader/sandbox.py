@@ -56,7 +56,7 @@ class Limits:
 # cgroups
 # --------------------------------------------------------------------------------------------------------------------
 
-def _cgroup_mounts() -> dict[str, str]:
+def cgroup_mounts() -> dict[str, str]:
     """Mount point per cgroup v1 controller name, and of the v2 hierarchy under the key ''."""
     mounts: dict[str, str] = {}
     for line in Path("/proc/self/mountinfo").read_text().splitlines():
@@ -74,7 +74,7 @@ def _cgroup_mounts() -> dict[str, str]:
 @lru_cache(maxsize=1)
 def _cgroup_parents() -> dict[str, Path]:
     """Where this process may create a child cgroup that limits 'pids' and/or 'memory': controller -> directory."""
-    mounts, found = _cgroup_mounts(), {}
+    mounts, found = cgroup_mounts(), {}
     for line in Path("/proc/self/cgroup").read_text().splitlines():
         _, names, relative = line.split(":", 2)
         if not names and "" in mounts:

@@ -1,7 +1,9 @@
 """A probe process forked from the fork server into its sandbox is confined as one that bubblewrap started: what it
 sees, what it may do, the limits it runs under, and nothing that outlives it or reaches the next one."""
 import json
+import os
 import re
+import resource
 import shutil
 import sys
 import time
@@ -59,8 +61,11 @@ def probe(module, inputs):
 '''
 LEAVES_A_DAEMON = '''
 def probe(module, inputs):
-    import subprocess
-    subprocess.Popen(["sleep", "1000"], start_new_session=True, pass_fds=inputs["pass_fds"])
+    import os, subprocess
+    if inputs["how"] == "detached":
+        subprocess.Popen(["sleep", "1000"], start_new_session=True)
+    else:
+        os.system("sleep 1000 &")
     return {"left": True}
 '''
 
@@ -103,7 +108,7 @@ def test_a_forked_probe_is_confined_as_one_that_bubblewrap_started(tmp_path):
     assert seen["caps"] == ["0000000000000000"] * 5 and seen["no_new_privs"] == "1"
     assert seen["new_user_namespace"] != 0                    # bwrap's --disable-userns holds for it too
     assert len(seen["pids"]) == 3 and seen["me"] in seen["pids"], seen["pids"]   # bwrap, the door, itself
-    assert seen["sockets"] == [] and seen["fds"] == [0, 1, 2, 3], seen["fds"]      # 3: the door's pipe
+    assert seen["sockets"] == [] and seen["fds"] == [0, 1, 2], seen["fds"]
     assert not seen["grader_visible"]
     assert seen["cwd"] == str((tmp_path / "a" / "folder").resolve()) and seen["home"] == seen["cwd"]
     assert seen["argv"][0].endswith("job.pt")
@@ -139,15 +144,16 @@ def test_a_forked_probe_runs_under_the_jobs_process_and_memory_limits(tmp_path):
     assert held is None or "error" in held, held                  # killed, or refused: never 3 GB held
 
 
-@pytest.mark.parametrize("pass_fds", [[], [3]], ids=["without the door's pipe", "holding the door's pipe"])
-def test_nothing_a_forked_probe_starts_outlives_its_sandbox(tmp_path, pass_fds):
-    settings = run.Settings(cell_timeout=5)
+@pytest.mark.parametrize("how", ["detached", "in the background of a shell"])
+def test_nothing_a_forked_probe_starts_outlives_its_sandbox_nor_keeps_it(tmp_path, how):
+    """The sandbox ends when the probe's process does, as when a program ends (its cell time is a minute here)."""
+    settings = run.Settings(cell_timeout=60)
     before = {p.pid for p in psutil.process_iter(["cmdline"]) if p.info["cmdline"] == ["sleep", "1000"]}
     started = time.monotonic()
-    assert probe_job(tmp_path / "a", LEAVES_A_DAEMON, {"pass_fds": pass_fds}, settings, timeout=30) == {"left": True}
+    assert probe_job(tmp_path / "a", LEAVES_A_DAEMON, {"how": how}, settings, timeout=60) == {"left": True}
     time.sleep(0.5)
     after = {p.pid for p in psutil.process_iter(["cmdline"]) if p.info["cmdline"] == ["sleep", "1000"]}
-    assert after <= before and time.monotonic() - started < 25
+    assert after <= before and time.monotonic() - started < 15
 
 
 def test_without_its_fork_server_a_probe_runs_as_a_program_of_its_own(tmp_path):
@@ -166,3 +172,19 @@ def test_with_more_than_one_thread_for_the_libraries_nothing_is_forked():
     """Their thread pools, started when torch is imported, would be missing in a fork: such jobs start programs."""
     assert forking.usable({"OMP_NUM_THREADS": "2", "MKL_NUM_THREADS": "2"}) is None
     assert forking.usable({"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}) is not None
+
+
+def test_no_file_of_the_grading_process_reaches_a_forked_probe_whatever_its_number(tmp_path):
+    """The fork server's channel takes whatever number the grader had free, here above the sandbox's 1024 files."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (min(4096, hard), hard))
+    forking.server.cache_clear()                 # a server of its own, started while 1100 files are open
+    held = [os.open("/dev/null", os.O_RDONLY) for _ in range(1100)]
+    try:
+        seen = probe_job(tmp_path / "a", LOOKS_AROUND, {"grader": "/"}, run.Settings(cell_timeout=60))
+    finally:
+        for fd in held:
+            os.close(fd)
+        forking.server.cache_clear()
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    assert seen["forked"] and seen["sockets"] == [] and seen["fds"] == [0, 1, 2], seen["fds"]

@@ -20,6 +20,7 @@ from . import sandbox
 SERVER = Path(__file__).with_name("forkserver.py")
 REFUSED = 3                                      # forkserver.py's status when it will not fork on this machine
 DOOR = shutil.which("cat") or "/bin/cat"        # waits for the end of its input: the last holder of the pipe
+DOOR_NAME = Path(DOOR).name
 
 
 class ForkServer:
@@ -57,7 +58,7 @@ def door_of(process: subprocess.Popen, timeout: float = 10.0) -> int | None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline and process.poll() is None:
         try:
-            doors = [p.pid for p in psutil.Process(process.pid).children(recursive=True) if p.name() == "cat"]
+            doors = [p.pid for p in psutil.Process(process.pid).children(recursive=True) if p.name() == DOOR_NAME]
         except psutil.Error:
             doors = []
         if doors:
@@ -101,7 +102,7 @@ def hand_over(fork_server: ForkServer, process: subprocess.Popen, pipe: int, arg
     except OSError:
         return False
     try:
-        if psutil.Process(door).name() != "cat":
+        if psutil.Process(door).name() != DOOR_NAME:
             return False
         cwd = Path(cwd).resolve()
         # the variables bwrap gives the program it starts: the sandbox's base, the job's, and PWD (bwrap's --chdir)
@@ -121,7 +122,7 @@ def hand_over(fork_server: ForkServer, process: subprocess.Popen, pipe: int, arg
 
 def start(argv: list, writable: Path, readonly: list, env: dict, limits, cwd: Path) -> subprocess.Popen | None:
     """The sandbox (as sandbox.command makes it) holding `argv` forked from the fork server: its Popen, which ends
-    when that process and all it started end; None when forking does not fit or failed."""
+    when that process ends (and kills what it started); None when forking does not fit or failed."""
     fork_server = usable(env)
     if fork_server is None:
         return None

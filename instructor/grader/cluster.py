@@ -181,8 +181,9 @@ def run_all(jobs: list, settings: Settings, cache: Path, workers: int = 1, repor
                              "unset DASK_SCHEDULER to grade on this machine") from None
         with client:
             report(f"Dask dashboard: {client.dashboard_link}")
-            futures = {client.submit(run_job, job, settings, key=f"grade-{key}", pure=False): key
-                       for key, job in pending.items()}
+            ranked = longest_first(pending, results)
+            futures = {client.submit(run_job, pending[key], settings, key=f"grade-{key}", pure=False,
+                                     priority=len(ranked) - rank): key for rank, key in enumerate(ranked)}
             for future in as_completed(futures):
                 key = futures[future]
                 try:
@@ -191,6 +192,26 @@ def run_all(jobs: list, settings: Settings, cache: Path, workers: int = 1, repor
                     arrived(key, failed(pending[key], error))
     bar.close()
     return results, len(pending)
+
+
+def longest_first(pending: dict, results: dict) -> list:
+    """The keys of `pending` in the order Dask should start them: the longest jobs first, so that no long job starts
+    last while the other workers idle: the notebooks on which the grader trains models (their model tests), which
+    take far the longest, then the others; within each, by the mean time of the notebook's jobs already graded (the
+    cache holds them once a class has been graded)."""
+    from . import bank
+
+    seconds = {}
+    for result in results.values():
+        if result.get("seconds"):
+            seconds.setdefault(result["notebook"], []).append(result["seconds"])
+    trains = {test.notebook for test in bank.tests() if isinstance(test, bank.ModelTest)}
+
+    def length(key: str) -> tuple:
+        notebook = pending[key].notebook
+        known = seconds.get(notebook)
+        return notebook in trains, sum(known) / len(known) if known else 0.0
+    return sorted(pending, key=length, reverse=True)     # stable: the students' order within a notebook
 
 
 def job_key(job: Job, settings: Settings) -> str:

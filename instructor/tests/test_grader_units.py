@@ -202,3 +202,24 @@ def test_a_probe_that_puts_another_answer_of_its_notebook_in_place_carries_it_as
             seen.add(test.name)
             assert test.carried, f"{test.name} puts its own {sorted(own)} in place and runs beside their tests"
     assert "FitQ" in seen and {t.name for t in bank.tests()} >= set(NOT_THE_ANSWERS)
+
+
+def test_dask_starts_the_longest_jobs_first():
+    """The notebooks on which the grader trains models before the rest, each group longest first by the jobs already
+    graded; students keep their order within a notebook."""
+    from instructor.grader import cluster
+
+    jobs_by_key = {f"{student}-{notebook}": run.Job(student, student, notebook, b"", {})
+                   for student in ("ada", "bo") for notebook in ("01_ancestral_sampling", "04_vae", "05_gan_theory",
+                                                                 "06_gan_mnist", "07_backprop")}
+    trains = {t.notebook for t in bank.tests() if isinstance(t, bank.ModelTest)}
+    assert trains == {"04_vae", "06_gan_mnist", "07_backprop"}
+    assert cluster.longest_first(jobs_by_key, {}) == [
+        "ada-04_vae", "ada-06_gan_mnist", "ada-07_backprop", "bo-04_vae", "bo-06_gan_mnist", "bo-07_backprop",
+        "ada-01_ancestral_sampling", "ada-05_gan_theory", "bo-01_ancestral_sampling", "bo-05_gan_theory"]
+    graded = {"cy-06": {"notebook": "06_gan_mnist", "seconds": 50.0}, "cy-04": {"notebook": "04_vae", "seconds": 40.0},
+              "cy-05": {"notebook": "05_gan_theory", "seconds": 6.0}, "cy-01": {"notebook": "01_ancestral_sampling",
+                                                                            "seconds": 3.0}}
+    assert cluster.longest_first(jobs_by_key, graded) == [
+        "ada-06_gan_mnist", "bo-06_gan_mnist", "ada-04_vae", "bo-04_vae", "ada-07_backprop", "bo-07_backprop",
+        "ada-05_gan_theory", "bo-05_gan_theory", "ada-01_ancestral_sampling", "bo-01_ancestral_sampling"]

@@ -231,7 +231,7 @@ def graded(tmp_path_factory):
     env = {**os.environ, "DGM_TEST_SECRET": SECRET}
     started = time.monotonic()
     result = subprocess.run([sys.executable, "-m", "instructor.grader", "grade", str(subs), "--grades", str(grades),
-                             "--jobs", "2", "--cell-timeout", "20", "--timeout", "120"], cwd=ROOT, env=env,
+                             "--jobs", "2", "--cell-timeout", "10", "--timeout", "120"], cwd=ROOT, env=env,
                             capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     with open(grades / "gradebook.csv", newline="") as f:

@@ -181,9 +181,7 @@ def run_all(jobs: list, settings: Settings, cache: Path, workers: int = 1, repor
                              "unset DASK_SCHEDULER to grade on this machine") from None
         with client:
             report(f"Dask dashboard: {client.dashboard_link}")
-            ranked = longest_first(pending, results)
-            futures = {client.submit(run_job, pending[key], settings, key=f"grade-{key}", pure=False,
-                                     priority=len(ranked) - rank): key for rank, key in enumerate(ranked)}
+            futures = dict(zip(submit(client, pending, results, settings), pending))
             for future in as_completed(futures):
                 key = futures[future]
                 try:
@@ -192,6 +190,22 @@ def run_all(jobs: list, settings: Settings, cache: Path, workers: int = 1, repor
                     arrived(key, failed(pending[key], error))
     bar.close()
     return results, len(pending)
+
+
+def submit(client, pending: dict, results: dict, settings: Settings) -> list:
+    """The futures of the `pending` jobs (in its order), submitted as one graph with the longest jobs at the highest
+    priorities: a class's jobs are then one group of independent tasks, which the scheduler hands out in priority
+    order as workers free up (dask.yaml keeps them there, not queued on a worker); jobs submitted one at a time would
+    be placed on workers as they arrive, a long one behind another."""
+    import dask
+    from dask import delayed
+
+    ranked = longest_first(pending, results)
+    tasks = {}
+    for rank, key in enumerate(ranked):
+        with dask.annotate(priority=len(ranked) - rank):
+            tasks[key] = delayed(run_job, pure=False)(pending[key], settings, dask_key_name=f"grade-{key}")
+    return client.compute([tasks[key] for key in pending], optimize_graph=False)
 
 
 def longest_first(pending: dict, results: dict) -> list:

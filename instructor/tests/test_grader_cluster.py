@@ -249,15 +249,30 @@ if {no_files}:
     dask.config.paths[:] = []                              # no configuration file at all: Dask's own defaults
     dask.config.refresh()
     assert dask.config.get("distributed.worker.profile.enabled") is True
+import hashlib
+import time
 from instructor.grader import cluster
 from instructor.tests.test_grader_cluster import settings_of_workers
+
+
+def started(number, settings):
+    begun = time.monotonic()
+    time.sleep(2.0 if number == 0 else 0.2)          # the first a long job: what is queued behind it must not wait
+    return begun
+
+
 with cluster.client_for(2) as client:
-    print(json.dumps(settings_of_workers(client)))
+    settings = settings_of_workers(client)
+    cluster.run_job, cluster.longest_first = started, lambda pending, results: sorted(pending, key=pending.get)
+    jobs = {{hashlib.sha256(bytes([n])).hexdigest(): n for n in range(8)}}     # keys like the grader's; job n: n-th
+    times = client.gather(cluster.submit(client, jobs, {{}}, None))
+    print(json.dumps(dict(settings=settings, order=sorted(range(8), key=times.__getitem__))))
 """
 
 
-def local_workers_settings(no_files: bool, **env) -> list:
-    """The settings of the workers of the LocalCluster that `make grade -j 2` starts, in a process of its own."""
+def local_workers_settings(no_files: bool, **env) -> dict:
+    """The settings of the workers of the LocalCluster that `make grade -j 2` starts, in a process of its own, and the
+    order in which its workers start eight short tasks submitted as the grader submits its jobs."""
     done = subprocess.run([sys.executable, "-c", WORKERS_SETTINGS.format(no_files=no_files)], cwd=ROOT,
                           env=plain_env(DASK_SCHEDULER="", **env), capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stdout + done.stderr
@@ -266,15 +281,19 @@ def local_workers_settings(no_files: bool, **env) -> list:
 
 def test_a_local_cluster_s_workers_grade_with_the_grading_settings_without_any_dask_configuration_file():
     """make grade -j N: the grader hands dask.yaml's settings to its LocalCluster, even where no Dask configuration
-    file holds them (a .venv made before make instructor copied the file, say)."""
-    assert local_workers_settings(no_files=True) == [grading_settings()] * 2
+    file holds them (a .venv made before make instructor copied the file, say); with them, the jobs start in the
+    order of their priorities, none queued on a worker behind another."""
+    found = local_workers_settings(no_files=True)
+    assert found["settings"] == [grading_settings()] * 2
+    first_two, rest = found["order"][:2], found["order"][2:]          # 0 and 1 start at once, one on each worker
+    assert sorted(first_two) == [0, 1] and rest == list(range(2, 8)), found["order"]
 
 
 def test_the_instructors_own_dask_configuration_wins_over_the_grading_settings(tmp_path):
     """Even a value that is Dask's own default: the profiler, switched back on in a file of the instructor's."""
     (tmp_path / "mine.yaml").write_text("distributed:\n  worker:\n    profile:\n      enabled: true\n")
     mine = {**grading_settings(), "distributed.worker.profile.enabled": True}
-    assert local_workers_settings(no_files=False, DASK_CONFIG=str(tmp_path)) == [mine] * 2
+    assert local_workers_settings(no_files=False, DASK_CONFIG=str(tmp_path))["settings"] == [mine] * 2
 
 
 def test_arguments_are_checked_before_anything_is_installed(tmp_path):

@@ -172,6 +172,7 @@ def test_the_guides_scheduler_and_workers_grade_as_here(tmp_path, local_gradeboo
         client = connect(address, int(commands["worker"][commands["worker"].index("--nworkers") + 1]))
         # read by the guide's workers from .venv/etc/dask, where make instructor puts them
         assert settings_of_workers(client) == [grading_settings()] * len(client.scheduler_info()["workers"])
+        assert all(client.run(lambda: "instructor.grader.run" in sys.modules).values()), "workers not forked"
         subs = tmp_path / "class"
         write_student(subs, "ada")
         write_student(subs, "cy", wrong=True)
@@ -255,6 +256,11 @@ from instructor.grader import cluster
 from instructor.tests.test_grader_cluster import settings_of_workers
 
 
+def grader_imported():
+    import sys
+    return "instructor.grader.run" in sys.modules
+
+
 def started(number, settings):
     begun = time.monotonic()
     time.sleep(2.0 if number == 0 else 0.2)          # the first a long job: what is queued behind it must not wait
@@ -263,16 +269,18 @@ def started(number, settings):
 
 with cluster.client_for(2) as client:
     settings = settings_of_workers(client)
+    forked = sorted(client.run(grader_imported).values())             # before any job: imported by the forkserver
     cluster.run_job, cluster.longest_first = started, lambda pending, results: sorted(pending, key=pending.get)
     jobs = {{hashlib.sha256(bytes([n])).hexdigest(): n for n in range(8)}}     # keys like the grader's; job n: n-th
     times = client.gather(cluster.submit(client, jobs, {{}}, None))
-    print(json.dumps(dict(settings=settings, order=sorted(range(8), key=times.__getitem__))))
+    print(json.dumps(dict(settings=settings, forked=forked, order=sorted(range(8), key=times.__getitem__))))
 """
 
 
 def local_workers_settings(no_files: bool, **env) -> dict:
-    """The settings of the workers of the LocalCluster that `make grade -j 2` starts, in a process of its own, and the
-    order in which its workers start eight short tasks submitted as the grader submits its jobs."""
+    """The settings of the workers of the LocalCluster that `make grade -j 2` starts, in a process of its own, whether
+    each had the grader imported before its first task, and the order in which its workers start eight short tasks
+    submitted as the grader submits its jobs."""
     done = subprocess.run([sys.executable, "-c", WORKERS_SETTINGS.format(no_files=no_files)], cwd=ROOT,
                           env=plain_env(DASK_SCHEDULER="", **env), capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stdout + done.stderr
@@ -281,10 +289,12 @@ def local_workers_settings(no_files: bool, **env) -> dict:
 
 def test_a_local_cluster_s_workers_grade_with_the_grading_settings_without_any_dask_configuration_file():
     """make grade -j N: the grader hands dask.yaml's settings to its LocalCluster, even where no Dask configuration
-    file holds them (a .venv made before make instructor copied the file, say); with them, the jobs start in the
-    order of their priorities, none queued on a worker behind another."""
+    file holds them (a .venv made before make instructor copied the file, say); with them, the workers are forked
+    from a server that imported the grader once, and the jobs start in the order of their priorities, none queued on
+    a worker behind another."""
     found = local_workers_settings(no_files=True)
     assert found["settings"] == [grading_settings()] * 2
+    assert found["forked"] == [True, True]
     first_two, rest = found["order"][:2], found["order"][2:]          # 0 and 1 start at once, one on each worker
     assert sorted(first_two) == [0, 1] and rest == list(range(2, 8)), found["order"]
 
@@ -317,6 +327,7 @@ def test_the_slurm_and_kubernetes_routes_build_their_workers_from_dask_configura
     settings = {"jobqueue.slurm.cores": 1, "jobqueue.slurm.processes": 1, "jobqueue.slurm.memory": "8GB",
                 "jobqueue.slurm.walltime": "02:00:00",
                 "jobqueue.slurm.job-script-prologue": ["cd /shared/dgm-course"],
+                "jobqueue.slurm.worker-extra-args": ["--preload-nanny", "instructor.dask_nanny"],
                 "kubernetes.image": "registry.example/dgm-grader:2026"}
     with dask.config.set(settings):
         slurm = cluster.slurm_cluster()
@@ -326,6 +337,7 @@ def test_the_slurm_and_kubernetes_routes_build_their_workers_from_dask_configura
             slurm.close()
         spec = cluster.kubernetes_spec(32)
     assert "#SBATCH --mem=8G" in script and "cd /shared/dgm-course" in script and "--nthreads 1" in script
+    assert "--preload-nanny instructor.dask_nanny" in script, script
     assert str(VENV_BIN / "python") in script or ".venv/bin/python" in script, script
     assert spec["metadata"]["name"] == "dgm-grader" and spec["spec"]["worker"]["replicas"] == 32
     assert spec["spec"]["worker"]["spec"]["containers"][0]["image"] == "registry.example/dgm-grader:2026"

@@ -195,8 +195,9 @@ def run_all(jobs: list, settings: Settings, cache: Path, workers: int = 1, repor
 def submit(client, pending: dict, results: dict, settings: Settings) -> list:
     """The futures of the `pending` jobs (in its order), submitted as one graph with the longest jobs at the highest
     priorities: a class's jobs are then one group of independent tasks, which the scheduler hands out in priority
-    order as workers free up (dask.yaml keeps them there, not queued on a worker); jobs submitted one at a time would
-    be placed on workers as they arrive, a long one behind another."""
+    order as workers free up (dask.yaml keeps them there, not queued on a worker, for a group of more tasks than
+    twice the workers' threads); jobs submitted one at a time would be placed on workers as they arrive, a long one
+    behind another."""
     import dask
     from dask import delayed
 
@@ -211,8 +212,8 @@ def submit(client, pending: dict, results: dict, settings: Settings) -> list:
 def longest_first(pending: dict, results: dict) -> list:
     """The keys of `pending` in the order Dask should start them: the longest jobs first, so that no long job starts
     last while the other workers idle: the notebooks on which the grader trains models (their model tests), which
-    take far the longest, then the others; within each, by the mean time of the notebook's jobs already graded (the
-    cache holds them once a class has been graded)."""
+    take far the longest, then the others; within each, by the mean time of the notebook's jobs already in the cache
+    (a class graded in part)."""
     from . import bank
 
     seconds = {}

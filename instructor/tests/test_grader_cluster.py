@@ -343,3 +343,17 @@ def test_the_slurm_and_kubernetes_routes_build_their_workers_from_dask_configura
     assert spec["spec"]["worker"]["spec"]["containers"][0]["image"] == "registry.example/dgm-grader:2026"
     with dask.config.set({"kubernetes.image": None}), pytest.raises(SystemExit, match="kubernetes.image"):
         cluster.kubernetes_spec(2)
+
+
+def test_workers_are_forked_only_where_no_sandbox_can_reach_the_forkserver():
+    """The multiprocessing forkserver listens, unauthenticated, in the temporary folder: forked workers only when that
+    is under /tmp, which every sandbox replaces by its own; elsewhere (here /var/tmp) a new Python per worker."""
+    script = ("import dask.config\nimport distributed\nfrom instructor.grader import cluster\n"
+              "from instructor import dask_nanny\n"
+              "cluster.use_grading_settings()\ndask_nanny.dask_setup(None)\n"
+              "print(dask.config.get('distributed.worker.multiprocessing-method'))")
+    for tmpdir, method in (("/tmp", "forkserver"), ("/var/tmp", "spawn")):
+        done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=plain_env(TMPDIR=tmpdir),
+                              capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stderr
+        assert done.stdout.split()[-1] == method, (tmpdir, done.stdout)

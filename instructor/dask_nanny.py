@@ -1,5 +1,5 @@
 """Dask's nanny preload for grading (dask.yaml): the workers are forked from one server process that has imported the
-grader and torch once, instead of each new worker importing them again (about 4 CPU seconds a worker)."""
+grader and torch once, instead of each new worker importing them again (about 3 CPU seconds a worker)."""
 import tempfile
 from pathlib import Path
 

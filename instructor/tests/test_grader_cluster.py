@@ -78,7 +78,9 @@ def free_port() -> int:
 
 
 def start(argv: list, port: int, cwd: Path, env: dict, log: Path) -> subprocess.Popen:
-    """One of the guide's command lines, with this machine's address and a free port for the guide's."""
+    """One of the guide's command lines, with this machine's address and a free port for the guide's; its temporary
+    files (the nannies' forkserver folder, which a killed nanny leaves) beside its log, in the test's own folder."""
+    env = {**env, "TMPDIR": str(log.parent)}
     argv = [a.replace("<scheduler>", "127.0.0.1").replace("8786", str(port)) for a in argv]
     argv[0] = str(ROOT / argv[0])
     dashboard = ["--dashboard-address", ":0"] if argv[1] == "scheduler" else ["--no-dashboard"]   # no port clash

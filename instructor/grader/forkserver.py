@@ -3,14 +3,15 @@ sandbox that bubblewrap made.
 
 Every probe process and every kernel would otherwise import torch anew (1.5 to 2 seconds, 21 times a submission).
 Here one process per grading process, the fork server, imports torch, the probes' harness, the kernel and `helpers`
-(the notebooks' first import: matplotlib and its list of fonts) and then only forks; it never reads a request (a fork of it does), so a fork holds nothing of any job. For each process to
-run, the grader starts a bubblewrap sandbox exactly as for any other (sandbox.command) around a door, a `cat` that
-waits on a pipe, and sends the pipe's other end here. The fork joins the door's confinement: first its cgroups and
-resource limits, then its namespaces (user, mount, PID, network, IPC, UTS, cgroup), then the door's root; it forks
-once more to be inside the PID namespace, and that second fork drops every capability, sets no_new_privs, closes
-every other file and runs its program as `python <file> ...` or `python -m <module> ...` would. The first fork holds
-the door's pipe, outside the sandbox's processes, until the program's process ends; then the door ends, and the
-sandbox with it, as when the program bubblewrap started ends.
+(the notebooks' first import: matplotlib and its list of fonts) and then only forks; it never reads a request (a fork
+of it does), so a fork holds nothing of any job. For each process to run, the grader starts a bubblewrap sandbox
+exactly as for any other (sandbox.command) around a door, a `cat` that waits on a pipe, and sends the pipe's other
+end here. The fork joins the door's confinement: first its cgroups and resource limits, then its namespaces (user,
+mount, PID, network, IPC, UTS, cgroup), then the door's root; it forks once more to be inside the PID namespace, and
+that second fork drops every capability, sets no_new_privs, closes every other file and runs its program as `python
+<file> ...` or `python -m <module> ...` would. The first fork holds the door's pipe, outside the sandbox's processes,
+until the program's process ends; then the door ends, and the sandbox with it, as when the program bubblewrap started
+ends.
 
 Hand-written because no maintained library enters an existing sandbox from a forked process: bubblewrap sets a
 sandbox up and then executes a program, which would import torch again (the kernel's `setns(2)` is the documented way

@@ -1,14 +1,17 @@
 """How short the grader's trainings may be: `python -m instructor.bench.budgets [--tests ModelB ...] [--epochs 1 2 4]`.
 
-Each model test trains its model in the grader's own loop for the epochs of its recipe (bank/): the fewer, the faster
-every submission is graded, and the less the measure tells a right answer from a wrong one. For each model test and
-each number of epochs, this trains the model with the reference answers and with each planted wrong answer of
-instructor/tests/test_model_training.py (the loss without its KL term tried on all three VAEs), in this process, one
-thread, and prints each measure, whether the planted answer would pass the test's bound around the reference's
-measure at that budget (as `make key` would set it), and the CPU seconds of the reference's training (after one
-untimed epoch). A budget is long enough when no planted answer passes.
+Each model test trains its model in the grader's own loop (the GAN's: the notebook's training cell) for the epochs of
+its recipe (bank/): the fewer, the faster every submission is graded, and the less the measure tells a right answer
+from a wrong one. For each model test and each number of epochs, this trains the model with the reference answers and
+with each planted wrong answer of instructor/tests/test_model_training.py (the loss without its KL term tried on all
+three VAEs), in this process, one thread, and prints each measure, whether the planted answer would pass the test's
+bound around the reference's measure at that budget (as `make key` would set it), and the CPU seconds of the
+reference's training (after one untimed epoch). A budget is long enough when no planted answer passes.
 """
 import argparse
+import contextlib
+import io
+import re
 import time
 
 import torch
@@ -26,13 +29,30 @@ PLANTED = {"ModelB": (planted.vae_ascending, planted.vae_without_kl),
            "HandTrainedClassifier": (planted.sgd_ascending,)}
 
 
+QUICK_EPOCHS = re.compile(r"\bepochs=pick\(quick=(\d+)")        # a notebook's settings cell: its quick epochs
+
+
+def recipe_epochs(inputs: dict) -> int:
+    """The epochs of a model test's recipe: in its inputs, or in the notebook's settings cell that its probe runs."""
+    if "epochs" in inputs:
+        return inputs["epochs"]
+    return int(next(QUICK_EPOCHS.search(cell).group(1) for cell in inputs["cells"] if QUICK_EPOCHS.search(cell)))
+
+
+def with_epochs(inputs: dict, epochs: int) -> dict:
+    """The inputs of a training of `epochs` epochs: the recipe's number, or the notebook's quick setting, replaced."""
+    if "epochs" in inputs:
+        return {**inputs, "epochs": epochs}
+    return {**inputs, "cells": [QUICK_EPOCHS.sub(f"epochs=pick(quick={epochs}", cell) for cell in inputs["cells"]]}
+
+
 def measure(test, module, epochs: int, ref, data) -> tuple:
     """(the measure of the model trained with `module` for `epochs`, the training's CPU seconds)."""
-    inputs = test.inputs(None)
-    inputs["epochs"] = epochs
+    inputs = with_epochs(test.inputs(None), epochs)
     torch.manual_seed(0)
     started = time.process_time()
-    outputs = test.probe(module, inputs)
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):   # the cells' lines
+        outputs = test.probe(module, inputs)
     seconds = time.process_time() - started
     return float(test.evaluate(outputs, ref, data)), seconds
 
@@ -49,7 +69,7 @@ def main(argv=None) -> int:
     for name in args.tests:
         test, module = tests[name], answer_module(tests[name].notebook)
         measure(test, module, 1, ref, data)         # untimed: the first training's one-off costs stay out of the table
-        for epochs in args.epochs or range(1, test.inputs(None)["epochs"] + 1):
+        for epochs in args.epochs or range(1, recipe_epochs(test.inputs(None)) + 1):
             value, seconds = measure(test, module, epochs, ref, data)
             wrong = []
             for plant in PLANTED[name]:

@@ -5,7 +5,8 @@ in this process, in a local pool or on a Dask worker. In its own fresh folder, t
   1. runs the hidden tests' probes on the student's exported answers (probes.py, sandboxed, in folders of their
      own; a probe that hangs or kills its process costs that test only: the rest run again in a fresh process; a
      probe that carries another question's answer runs beside only those that carry the same), the model tests'
-     probes training the grader's models with the student's functions on the training digits,
+     probes training the grader's models with the student's functions on the training digits (06's by the notebook's
+     own training cell, whose checkpoint is then laid where the notebook's run loads it: trained once),
   2. checks the probes' outputs and measures the trained models on the test digits, outside the sandbox (score.py),
   3. executes the notebook (kernel.py: the kernel sandboxed, the executed copy kept here) for the TAs: its figures,
      its errors and what it saves are evidence, never points,
@@ -17,6 +18,7 @@ import json
 import os
 import shutil
 import socket
+import stat
 import subprocess
 import sys
 import tempfile
@@ -40,6 +42,8 @@ from .reference import Reference
 ROOT = Path(__file__).resolve().parents[2]
 PROBES = Path(__file__).with_name("probes.py")
 DIGITS = "digits.pt"          # in the control folder: the digits the sandbox may read
+NOTEBOOK_OUTPUT = "notebook"  # in the probes' folder: where a model test runs the notebook's cells (DGM_OUTPUT)
+HANDED_BYTES = 256 * 2**20     # the largest checkpoint a probe may hand over to the notebook's run
 
 
 class GraderFailure(Exception):
@@ -236,26 +240,51 @@ def probe_groups(tests: list) -> list:
 
 
 def run_probes(tests: list, job: Job, control: Path, settings: Settings, deadline: float) -> tuple:
-    """(test name -> the probe's result, or None when it never finished; the inputs), each group of
-    `probe_groups` in a process and folder of its own."""
+    """(test name -> the probe's result, or None when it never finished; the inputs; the files the probes hand over
+    to the notebook's run, by their path under its output folder), each group of `probe_groups` in a process and
+    folder of its own."""
     inputs = {t.name: score.draw_inputs(t, score.seed_for(settings.key_version, job.slug, t.name)) for t in tests}
+    for test in tests:
+        if isinstance(test, bank.ModelTest) and test.hands_over:
+            inputs[test.name]["output"] = NOTEBOOK_OUTPUT            # under the probes' folder, where they run
     module = export.module_name(Path(f"{job.notebook}.ipynb"))
-    results = {}
+    results, handed = {}, {}
     for group in probe_groups(tests):
-        results.update(probe_processes(group, module, inputs, control, settings, deadline))
-    return {t.name: results.get(t.name) for t in tests}, inputs
+        results.update(probe_processes(group, module, inputs, control, settings, deadline, handed))
+    return {t.name: results.get(t.name) for t in tests}, inputs, handed
+
+
+def handed_over(path: Path, folder: Path, limit: int = HANDED_BYTES) -> bytes | None:
+    """The bytes of a file a probe saved for the notebook's run: a regular file in `folder` through no link, of at
+    most `limit` bytes; else None (the notebook then trains its model itself)."""
+    if not score.inside(path, folder):
+        return None
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    except OSError:
+        return None
+    with os.fdopen(fd, "rb") as f:
+        if not stat.S_ISREG(os.fstat(f.fileno()).st_mode) or os.fstat(f.fileno()).st_size > limit:
+            return None
+        return f.read(limit + 1)[:limit]
 
 
 def probe_processes(tests: list, module: str, inputs: dict, control: Path, settings: Settings,
-                    deadline: float) -> dict:
+                    deadline: float, handed: dict | None = None) -> dict:
     """Run `tests` until each reports or kills its process (a test that hangs or crashes is not run again, the tests
     after it are), in a fresh folder with a job file that no other process sees: the notebook's kernel, which runs
-    after, sees neither the probes' code nor what they wrote."""
+    after, sees neither the probes' code nor what they wrote, but for the files that model tests hand over (read
+    into `handed`, by their path under the notebook's output folder, when their test reported)."""
     folder = Path(tempfile.mkdtemp(prefix="dgm-probes-"))
     runner = Path(tempfile.mkdtemp(prefix="dgm-runner-"))
+    hands_over = [t for t in tests if isinstance(t, bank.ModelTest) and t.hands_over]
     try:
         out = folder / "probes"
         out.mkdir()
+        if hands_over:              # the course's classifier, which the notebook's cells load, as for its run
+            given = folder / NOTEBOOK_OUTPUT / "checkpoints" / digits.CLASSIFIER
+            given.parent.mkdir(parents=True)
+            given.write_bytes(digits.classifier_checkpoint(settings.mode))
         shutil.copy(PROBES, runner / "probes.py")
         results, remaining = {}, list(tests)
         while remaining and time.monotonic() < deadline:
@@ -273,6 +302,11 @@ def probe_processes(tests: list, module: str, inputs: dict, control: Path, setti
                     remaining.remove(test)
             if len(remaining) == before:
                 break                                  # nothing started at all: running again would not help
+        for test in hands_over:
+            if handed is not None and results.get(test.name) and "outputs" in results[test.name]:
+                found = handed_over(folder / NOTEBOOK_OUTPUT / test.hands_over, folder)
+                if found is not None:
+                    handed[test.hands_over] = found
         return results
     finally:
         shutil.rmtree(folder, ignore_errors=True)
@@ -332,8 +366,9 @@ def run_job(job: Job, settings: Settings) -> dict:
             (control / "lib" / "answers" / f"{name}.py").write_text(text)
         (work / "out").mkdir()
         torch.save(digits.given_to_the_sandbox(), control / DIGITS)
+        handed = {}
         if tests:
-            results, inputs = run_probes(tests, job, control, settings, deadline)
+            results, inputs, handed = run_probes(tests, job, control, settings, deadline)
             for test in tests:
                 if isinstance(test, bank.ModelTest):
                     verdict, measured[test.name] = score.evaluate_trained(
@@ -346,6 +381,10 @@ def run_job(job: Job, settings: Settings) -> dict:
                 given = work / "out" / "checkpoints" / digits.CLASSIFIER  # the course's classifier, trained once
                 given.parent.mkdir()
                 given.write_bytes(digits.classifier_checkpoint(settings.mode))
+            for relative, content in handed.items():      # the model the grader trained, by the notebook's own cell
+                target = work / "out" / relative
+                target.parent.mkdir(parents=True, exist_ok=True)
+                target.write_bytes(content)
             run = kernel.execute_notebook(nbformat.from_dict(job.rebuilt), workdir=work,
                                           readonly=visible_paths(control), env=sandbox_env(work, control, settings),
                                           limits=settings.limits, cell_timeout=settings.cell_timeout,

@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import nbformat
 import pytest
 
 from instructor import course_model
@@ -54,3 +55,12 @@ def test_every_written_answer_of_the_solution_reaches_its_ta_page(graded):
     for (notebook, part), _ in course_model.load().ta_parts().items():
         page = (graded / "manual" / notebook / f"{part}.html").read_text()
         assert ">reference</h2>" in page and "SOLUTION</h3>" not in page and "no answer" not in page, (notebook, part)
+
+
+def test_the_gan_is_trained_once_by_the_graders_probe_and_loaded_by_the_notebooks_run(graded):
+    """06's model test trains the generator by the notebook's own training cell and hands its checkpoint over: the
+    notebook's run, under the same settings and code, loads it instead of training it a second time."""
+    executed = nbformat.read(graded / "executed" / "reference" / "06_gan_mnist.ipynb", as_version=4)
+    training = next(c for c in executed.cells if c.get("id") == "0d220b37")
+    printed = "".join(o.get("text", "") for o in training.outputs)
+    assert printed.startswith("loaded from checkpoint: "), printed

@@ -36,6 +36,29 @@ def test_a_result_is_read_only_from_the_jobs_own_folder_through_no_link(tmp_path
     assert score.read_result(work / "swapped" / "forged.pt", work) is None
 
 
+def test_a_file_handed_over_to_the_notebook_is_read_from_the_probes_own_folder_through_no_link(tmp_path):
+    """What a probe leaves for the notebook's run (a file the student's code could have written) is read as bytes, and
+    only as a regular file of the probes' folder under the size limit: a link to a file of the host, a folder swapped
+    for a link, a pipe or an oversized file hand nothing over (the notebook then trains its model itself)."""
+    work, host = tmp_path / "work", tmp_path / "host"
+    (host / "checkpoints").mkdir(parents=True)
+    (host / "checkpoints" / "model.pt").write_bytes(b"the host's")
+    (work / "notebook" / "checkpoints").mkdir(parents=True)
+    own = work / "notebook" / "checkpoints" / "model.pt"
+    own.write_bytes(b"the probe's")
+    assert run.handed_over(own, work) == b"the probe's"
+    assert run.handed_over(own, work, limit=5) is None
+    own.unlink()
+    own.symlink_to(host / "checkpoints" / "model.pt")
+    assert run.handed_over(own, work) is None
+    own.unlink()
+    os.mkfifo(own)
+    assert run.handed_over(own, work) is None                  # never waits on a pipe nobody writes
+    (work / "notebook" / "checkpoints").rename(work / "old")
+    (work / "notebook" / "checkpoints").symlink_to(host / "checkpoints")
+    assert run.handed_over(own, work) is None
+
+
 @pytest.mark.parametrize("attack", ["stride_zero", "shared_references", "deep", "compressed", "not_a_string"])
 def test_a_result_that_would_cost_the_grader_memory_or_time_is_refused_at_once(tmp_path, attack):
     path = tmp_path / "work" / "probes" / "r.pt"

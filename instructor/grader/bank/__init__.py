@@ -22,7 +22,10 @@ class with
                                        test digits that the sandbox never sees
 
 and the value must reach the reference answers' own value in the key (`make key`) within the tolerance. What a
-notebook saves, and the student's records, are evidence for the TAs, never points.
+notebook saves, and the student's records, are evidence for the TAs, never points. A model test whose probe trains by
+the notebook's own training cell (`notebook_cells`) may name, with `hands_over=`, the checkpoint that cell saves: the
+grader lays it where the notebook's run looks, which then loads the model instead of training it again (its settings
+and code fingerprint are the notebook's own), so the job trains it once.
 
 The tests of a notebook live in the module of the same name as its answers (bank/kl_divergence.py tests
 answers/kl_divergence.py), or in modules that add a suffix to it (bank/vae_latent.py); `tests()` collects them all,
@@ -92,6 +95,7 @@ class ModelTest(_Probed):
     probe: object
     evaluate: object
     shared: tuple = ()
+    hands_over: str = ""  # a file the probe saves under the notebook's output folder, for the notebook's run to load
 
     def bound(self, reference_value: float) -> float:
         """The value a student's model must reach, from the reference run's."""
@@ -122,7 +126,8 @@ def hidden_test(question: str, points: float, shared: tuple = ()):
     return register
 
 
-def model_test(question: str, points: float, *, rule: str, tolerance: str, shared: tuple = ()):
+def model_test(question: str, points: float, *, rule: str, tolerance: str, shared: tuple = (),
+               hands_over: str = ""):
     """Register a class with inputs, probe (the training) and evaluate as a model test of `question`."""
     if rule not in ("at_least", "at_most"):
         raise ValueError(f"rule {rule!r}: use 'at_least' or 'at_most'")
@@ -130,8 +135,21 @@ def model_test(question: str, points: float, *, rule: str, tolerance: str, share
     def register(cls):
         return ModelTest(question, _notebook_of(cls.__module__), cls.__name__, float(points),
                          " ".join((inspect.getdoc(cls) or cls.__name__).split()), rule, tolerance, cls.inputs,
-                         cls.probe, cls.evaluate, tuple(shared))
+                         cls.probe, cls.evaluate, tuple(shared), hands_over)
     return register
+
+
+def notebook_cells(notebook: str, ids: tuple) -> list:
+    """The sources of the notebook's cells with these ids, in that order: given cells, the same in the solution, the
+    release and every rebuilt notebook, which a probe may run as the notebook runs them (notebook_cells_run)."""
+    import nbformat
+
+    cells = {c.get("id"): c for c in nbformat.read(course_model.ROOT / "notebooks" / f"{notebook}.ipynb", 4).cells}
+    missing = [i for i in ids if i not in cells]
+    if missing:
+        raise course_model.CourseError(f"notebooks/{notebook}.ipynb has no cell {missing[0]!r}, which a model test "
+                                       "runs")
+    return [cells[i].source for i in ids]
 
 
 def modules(notebook: str | None = None) -> list:

@@ -210,40 +210,68 @@ class GanStep:
                        rtol=1e-8, atol=1e-10)
 
 
-GENERATOR = {"latent_dim": 64, "channels": (64, 32)}
+GENERATOR = {"latent_dim": 64, "channels": (64, 32)}     # the notebook's settings.generator
+# the notebook's cells that train its generator, by id: start(); the settings, the digits and the classifier; the loop
+TRAINING_CELLS = ("da1bfbe9", "8ea38367", "0d220b37")
 
 
-@model_test("C4", points=4, rule="at_most", tolerance="50%")
+def notebook_cells_run(answers, inputs):
+    """The namespace of the notebook's cells `inputs["cells"]` run as its kernel runs them, after the answer cells (the
+    names of the answers' module), on the digits the grader gives (`inputs["digits"]`), writing under
+    `inputs["output"]` (a fresh folder when there is none)."""
+    import linecache
+    import os
+    import shutil
+    import tempfile
+
+    import matplotlib
+
+    from helpers import runtime
+
+    output = os.path.abspath(inputs.get("output") or tempfile.mkdtemp(prefix="notebook-"))
+    os.makedirs(output, exist_ok=True)
+    torch.save(inputs["digits"], os.path.join(output, "digits.pt"))
+    names = ("DGM_OUTPUT", "DGM_DATA_SOURCE", "DGM_DATA_FILE")
+    before = {name: os.environ.get(name) for name in names}
+    os.environ.update(DGM_OUTPUT=output, DGM_DATA_SOURCE="given", DGM_DATA_FILE=os.path.join(output, "digits.pt"))
+    namespace = {"__name__": "__main__", **{k: v for k, v in vars(answers).items() if not k.startswith("__")}}
+    started = dict(runtime._current)      # start() makes the run current, and its style matplotlib's: for these cells
+    try:
+        with matplotlib.rc_context():
+            for number, source in enumerate(inputs["cells"]):
+                name = f"<notebook cell {number}>"
+                linecache.cache[name] = (len(source), None, source.splitlines(True), name)   # inspect reads it there
+                exec(compile(source, name, "exec"), namespace)
+    finally:
+        runtime._current.clear()
+        runtime._current.update(started)
+        for name, value in before.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+        if not inputs.get("output"):
+            shutil.rmtree(output, ignore_errors=True)
+    return namespace
+
+
+@model_test("C4", points=4, rule="at_most", tolerance="50%", shared=(notebook_cells_run,),
+            hands_over="checkpoints/gan_generator.pt")
 class GeneratorFrechetDistance:
-    """the generator that the grader trains with your `gan_step` (the notebook's quick recipe): the Fréchet distance
-    of 1,000 of its samples to the test digits, in the features of the grader's own classifier (lower is better)"""
+    """the generator that the grader trains with your `gan_step` by the notebook's own training cell (its quick
+    recipe): the Fréchet distance of 1,000 of its samples to the test digits, in the features of the grader's own
+    classifier (lower is better)"""
 
     @staticmethod
     def inputs(rng):
-        from .digits import grader_digits
+        from . import notebook_cells
+        from .digits import given_to_the_sandbox
 
-        return {"train_x": grader_digits().train_x, "generator": GENERATOR,
-                "discriminator": {"hidden": (512, 256), "dropout": 0.3}, "epochs": 4, "batch_size": 64, "lr": 2e-4,
-                "betas": (0.5, 0.999), "max_shift": 2, "ema_decay": 0.99, "seed": 0}
+        return {"cells": notebook_cells("06_gan_mnist", TRAINING_CELLS), "digits": given_to_the_sandbox()}
 
     @staticmethod
     def probe(answers, inputs):
-        from helpers import ConvGenerator, Discriminator, minibatches
-
-        torch.manual_seed(inputs["seed"])
-        generator = ConvGenerator(**inputs["generator"])
-        discriminator = Discriminator(**inputs["discriminator"])
-        opt_g = torch.optim.Adam(generator.parameters(), lr=inputs["lr"], betas=tuple(inputs["betas"]))
-        opt_d = torch.optim.Adam(discriminator.parameters(), lr=inputs["lr"], betas=tuple(inputs["betas"]))
-        average = torch.optim.swa_utils.AveragedModel(
-            generator, multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(inputs["ema_decay"]), use_buffers=True)
-        real_images = 2 * inputs["train_x"] - 1
-        for _ in range(inputs["epochs"]):
-            generator.train(), discriminator.train()
-            for index in minibatches(len(real_images), inputs["batch_size"], "cpu"):
-                answers.gan_step(generator, discriminator, opt_g, opt_d, real_images[index], inputs["max_shift"])
-                average.update_parameters(generator)
-        return {"state": average.module.state_dict()}
+        return {"state": notebook_cells_run(answers, inputs)["generator"].state_dict()}
 
     @staticmethod
     def evaluate(outputs, ref, data):

@@ -29,21 +29,14 @@ PLANTED = {"ModelB": (planted.vae_ascending, planted.vae_without_kl),
            "HandTrainedClassifier": (planted.sgd_ascending,)}
 
 
-QUICK_EPOCHS = re.compile(r"\bepochs=pick\(quick=(\d+)")        # a notebook's settings cell: its quick epochs
-
-
-def recipe_epochs(inputs: dict) -> int:
-    """The epochs of a model test's recipe: in its inputs, or in the notebook's settings cell that its probe runs."""
-    if "epochs" in inputs:
-        return inputs["epochs"]
-    return int(next(QUICK_EPOCHS.search(cell).group(1) for cell in inputs["cells"] if QUICK_EPOCHS.search(cell)))
+QUICK_EPOCHS = re.compile(r"\bepochs=pick\(quick=\d+")        # in a notebook's settings cell: its quick epochs
 
 
 def with_epochs(inputs: dict, epochs: int) -> dict:
-    """The inputs of a training of `epochs` epochs: the recipe's number, or the notebook's quick setting, replaced."""
-    if "epochs" in inputs:
-        return {**inputs, "epochs": epochs}
-    return {**inputs, "cells": [QUICK_EPOCHS.sub(f"epochs=pick(quick={epochs}", cell) for cell in inputs["cells"]]}
+    """The inputs of a training of `epochs` epochs: the recipe's number replaced, and the notebook's quick setting in
+    the cells a probe runs."""
+    cells = [QUICK_EPOCHS.sub(f"epochs=pick(quick={epochs}", cell) for cell in inputs.get("cells", [])]
+    return {**inputs, "epochs": epochs, **({"cells": cells} if cells else {})}
 
 
 def measure(test, module, epochs: int, ref, data) -> tuple:
@@ -69,7 +62,7 @@ def main(argv=None) -> int:
     for name in args.tests:
         test, module = tests[name], answer_module(tests[name].notebook)
         measure(test, module, 1, ref, data)         # untimed: the first training's one-off costs stay out of the table
-        for epochs in args.epochs or range(1, recipe_epochs(test.inputs(None)) + 1):
+        for epochs in args.epochs or range(1, test.inputs(None)["epochs"] + 1):
             value, seconds = measure(test, module, epochs, ref, data)
             wrong = []
             for plant in PLANTED[name]:

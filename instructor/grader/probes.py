@@ -98,7 +98,8 @@ def library_state() -> dict:
     import builtins
 
     names = ["torch", "torch.nn", "torch.nn.functional", "torch.nn.init", "torch.optim", "torch.optim.lr_scheduler",
-             "torch.optim.swa_utils", "torch.autograd", "helpers", "helpers.models", "helpers.training", "helpers.data"]
+             "torch.optim.swa_utils", "torch.autograd", "helpers", "helpers.models", "helpers.training", "helpers.data",
+             "helpers.runtime", "helpers.measures", "helpers.checkpoints"]
     spaces = {"builtins": vars(builtins), "torch.Tensor": vars(torch.Tensor),
               **{name: vars(sys.modules[name]) for name in names if name in sys.modules}}
     for space in ("torch.nn.Module", "torch.optim.Optimizer", "torch.optim.Adam", "torch.optim.SGD"):

@@ -43,7 +43,7 @@ ROOT = Path(__file__).resolve().parents[2]
 PROBES = Path(__file__).with_name("probes.py")
 DIGITS = "digits.pt"          # in the control folder: the digits the sandbox may read
 NOTEBOOK_OUTPUT = "notebook"  # in the probes' folder: where a model test runs the notebook's cells (DGM_OUTPUT)
-HANDED_BYTES = 256 * 2**20     # the largest checkpoint a probe may hand over to the notebook's run
+HANDED_BYTES = 16 * 2**20      # the largest checkpoint a probe may hand over (06's generator: 1.7 MB)
 
 
 class GraderFailure(Exception):
@@ -232,10 +232,13 @@ def reaper() -> sandbox.Reaper:
 def probe_groups(tests: list) -> list:
     """The tests as the processes that run them: first those whose probes carry no other question's answer, then
     one process for each set of carried answers (`bank.runs_alone`), holding only the probes that carry exactly that
-    set: the answers a probe carries are never within reach of code graded for a question whose probe lacks them."""
+    set: the answers a probe carries are never within reach of code graded for a question whose probe lacks them;
+    and one for each model test that hands a file over to the notebook's run, alone: what its process could read
+    (its own probe and inputs, no other test's) is all that file could carry to the kernel."""
     groups = {frozenset(): []}
     for test in tests:
-        groups.setdefault(test.carried, []).append(test)
+        own = isinstance(test, bank.ModelTest) and test.hands_over     # what its process can read may reach the kernel
+        groups.setdefault(("hands over", test.name) if own else test.carried, []).append(test)
     return [group for group in groups.values() if group]
 
 
@@ -244,9 +247,6 @@ def run_probes(tests: list, job: Job, control: Path, settings: Settings, deadlin
     to the notebook's run, by their path under its output folder), each group of `probe_groups` in a process and
     folder of its own."""
     inputs = {t.name: score.draw_inputs(t, score.seed_for(settings.key_version, job.slug, t.name)) for t in tests}
-    for test in tests:
-        if isinstance(test, bank.ModelTest) and test.hands_over:
-            inputs[test.name]["output"] = NOTEBOOK_OUTPUT            # under the probes' folder, where they run
     module = export.module_name(Path(f"{job.notebook}.ipynb"))
     results, handed = {}, {}
     for group in probe_groups(tests):
@@ -255,18 +255,31 @@ def run_probes(tests: list, job: Job, control: Path, settings: Settings, deadlin
 
 
 def handed_over(path: Path, folder: Path, limit: int = HANDED_BYTES) -> bytes | None:
-    """The bytes of a file a probe saved for the notebook's run: a regular file in `folder` through no link, of at
-    most `limit` bytes; else None (the notebook then trains its model itself)."""
-    if not score.inside(path, folder):
+    """The bytes of a file a probe saved for the notebook's run: a regular file of at most `limit` bytes, reached from
+    `folder` one name at a time through no link (each opened relative to the last, so that nothing the job's
+    processes might still rename while they are being killed can point the grader elsewhere); else None (the
+    notebook then trains its model itself)."""
+    try:
+        parts = Path(path).relative_to(folder).parts
+        at = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+    except (ValueError, OSError):
         return None
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
-    except OSError:
+        for part in parts[:-1]:
+            inner = os.open(part, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=at)
+            os.close(at)
+            at = inner
+        fd = os.open(parts[-1], os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK, dir_fd=at)
+    except (OSError, IndexError):
         return None
+    finally:
+        os.close(at)
     with os.fdopen(fd, "rb") as f:
-        if not stat.S_ISREG(os.fstat(f.fileno()).st_mode) or os.fstat(f.fileno()).st_size > limit:
+        found = os.fstat(f.fileno())
+        if not stat.S_ISREG(found.st_mode) or found.st_size > limit:
             return None
-        return f.read(limit + 1)[:limit]
+        content = f.read(limit + 1)
+    return content if len(content) <= limit else None
 
 
 def probe_processes(tests: list, module: str, inputs: dict, control: Path, settings: Settings,
@@ -281,10 +294,11 @@ def probe_processes(tests: list, module: str, inputs: dict, control: Path, setti
     try:
         out = folder / "probes"
         out.mkdir()
-        if hands_over:              # the course's classifier, which the notebook's cells load, as for its run
+        for test in hands_over:     # the notebook's cells run there (quick), with the classifier they load laid
+            inputs[test.name]["output"] = str(folder / NOTEBOOK_OUTPUT)
             given = folder / NOTEBOOK_OUTPUT / "checkpoints" / digits.CLASSIFIER
-            given.parent.mkdir(parents=True)
-            given.write_bytes(digits.classifier_checkpoint(settings.mode))
+            given.parent.mkdir(parents=True, exist_ok=True)
+            given.write_bytes(digits.classifier_checkpoint("quick"))
         shutil.copy(PROBES, runner / "probes.py")
         results, remaining = {}, list(tests)
         while remaining and time.monotonic() < deadline:
@@ -381,7 +395,7 @@ def run_job(job: Job, settings: Settings) -> dict:
                 given = work / "out" / "checkpoints" / digits.CLASSIFIER  # the course's classifier, trained once
                 given.parent.mkdir()
                 given.write_bytes(digits.classifier_checkpoint(settings.mode))
-            for relative, content in handed.items():      # the model the grader trained, by the notebook's own cell
+            for relative, content in handed.items() if settings.mode == "quick" else ():   # trained in quick settings
                 target = work / "out" / relative
                 target.parent.mkdir(parents=True, exist_ok=True)
                 target.write_bytes(content)

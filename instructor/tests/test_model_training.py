@@ -3,6 +3,7 @@ that trains badly earns no model points. The probes run here in this process, as
 reference answers earning every model point is shown sandboxed (test_grader_reference.py), and nothing a notebook
 saves playing a part end to end (test_grader_models.py)."""
 import json
+import os
 import types
 from pathlib import Path
 
@@ -86,6 +87,8 @@ def test_a_function_that_trains_badly_earns_no_model_points(name, plant, ref):
     verdict = trained_by_the_grader(test, plant(answer_module(test.notebook)), ref)
     assert verdict.earned == 0, verdict.message
     assert verdict.message, "a model that earns nothing is told why"
+    if plant is not no_backward:                  # trained and measured, not a probe that broke on the way
+        assert verdict.message.startswith("measured"), verdict.message
 
 
 SLOW_STEP = """
@@ -177,3 +180,47 @@ def test_the_budget_table_trains_each_planted_answer_at_each_budget(capsys):
     assert budgets.main(["--tests", "HandTrainedClassifier", "--epochs", "1"]) == 0
     line, = [row for row in capsys.readouterr().out.splitlines() if row.startswith("HandTrainedClassifier")]
     assert line.split()[1] == "1" and "sgd_ascending" in line and line.endswith("(no)"), line
+
+
+def gan_probe_in_one_epoch(module, **inputs):
+    """GeneratorFrechetDistance's probe run here on `module`, its notebook cells set to one epoch: its result."""
+    from instructor.bench.budgets import with_epochs
+    from instructor.grader import probes
+
+    test = MODEL_TESTS["GeneratorFrechetDistance"]
+    sent = {**with_epochs(test.inputs(None), 1), **inputs}
+    return probes.run_test(module, {"name": test.name, "source": test.probe_source, "inputs": sent})
+
+
+def test_the_gan_is_trained_in_quick_settings_on_the_given_digits_from_scratch(tmp_path, monkeypatch):
+    """06's model test runs the notebook's own training cells: in quick settings whatever the environment says, on the
+    digits the grader gives and no others, and never from a checkpoint already in its folder (code that ran before
+    could have put one there); and what the cells change in this process for themselves is put back."""
+    import helpers.data
+
+    gan = answer_module("06_gan_mnist")
+    monkeypatch.setenv("DGM_MODE", "full")                 # as an answer could set it at import
+    torch.manual_seed(0)                                   # as the probes' runner seeds before each probe
+    state = (torch.get_rng_state(), ours())
+    result = gan_probe_in_one_epoch(gan, output=str(tmp_path / "notebook"))
+    assert "outputs" in result, result
+    assert torch.equal(torch.get_rng_state(), state[0]) and ours() == state[1]
+    again = gan_probe_in_one_epoch(gan, output=str(tmp_path / "notebook"))    # its checkpoint is there now
+    assert "error" in again and "did not train its quick recipe" in again["error"], again
+
+    given = helpers.data._load_given
+    monkeypatch.setattr(helpers.data, "_load_given", lambda: doubled(given()))
+    more = gan_probe_in_one_epoch(gan)
+    assert "error" in more and "did not train its quick recipe" in more["error"], more
+
+
+def ours() -> dict:
+    """The variables the notebook's cells read or set: this collection's, and cuBLAS's that seed_everything sets."""
+    return {k: v for k, v in os.environ.items() if k.startswith("DGM_") or k == "CUBLAS_WORKSPACE_CONFIG"}
+
+
+def doubled(data):
+    """`data` with its training digits twice over (what a patched loader would hand a training)."""
+    import dataclasses
+
+    return dataclasses.replace(data, train_x=data.train_x.repeat(2, 1), train_y=data.train_y.repeat(2))

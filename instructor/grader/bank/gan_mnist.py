@@ -211,45 +211,58 @@ class GanStep:
 
 
 GENERATOR = {"latent_dim": 64, "channels": (64, 32)}     # the notebook's settings.generator
+EPOCHS = 4                                               # the notebook's quick settings.epochs: the key's recipe
 # the notebook's cells that train its generator, by id: start(); the settings, the digits and the classifier; the loop
 TRAINING_CELLS = ("da1bfbe9", "8ea38367", "0d220b37")
 
 
 def notebook_cells_run(answers, inputs):
-    """The namespace of the notebook's cells `inputs["cells"]` run as its kernel runs them, after the answer cells (the
-    names of the answers' module), on the digits the grader gives (`inputs["digits"]`), writing under
-    `inputs["output"]` (a fresh folder when there is none)."""
+    """The namespace of the notebook's cells `inputs["cells"]` run as its kernel runs them in quick settings, after the
+    answer cells (the names of the answers' module), on the digits the grader gives (`inputs["digits"]`), writing
+    under `inputs["output"]` (a fresh folder when there is none). What the cells change in this process for
+    themselves (variables, random states, the current run, matplotlib's style) is put back after."""
     import linecache
     import os
+    import random
     import shutil
     import tempfile
 
     import matplotlib
+    import numpy
 
     from helpers import runtime
 
     output = os.path.abspath(inputs.get("output") or tempfile.mkdtemp(prefix="notebook-"))
     os.makedirs(output, exist_ok=True)
     torch.save(inputs["digits"], os.path.join(output, "digits.pt"))
-    names = ("DGM_OUTPUT", "DGM_DATA_SOURCE", "DGM_DATA_FILE")
-    before = {name: os.environ.get(name) for name in names}
-    os.environ.update(DGM_OUTPUT=output, DGM_DATA_SOURCE="given", DGM_DATA_FILE=os.path.join(output, "digits.pt"))
+    variables = {"DGM_OUTPUT": output, "DGM_DATA_SOURCE": "given", "DGM_DATA_FILE": os.path.join(output, "digits.pt"),
+                 "DGM_MODE": "quick"}
+    before = {name: os.environ.get(name) for name in (*variables, "CUBLAS_WORKSPACE_CONFIG")}
+    states = (random.getstate(), numpy.random.get_state(), torch.get_rng_state())
+    started, announced = dict(runtime._current), set(runtime._announced)
+    os.environ.update(variables)
     namespace = {"__name__": "__main__", **{k: v for k, v in vars(answers).items() if not k.startswith("__")}}
-    started = dict(runtime._current)      # start() makes the run current, and its style matplotlib's: for these cells
+    names = [f"<notebook cell {number}>" for number in range(len(inputs["cells"]))]
     try:
         with matplotlib.rc_context():
-            for number, source in enumerate(inputs["cells"]):
-                name = f"<notebook cell {number}>"
+            for name, source in zip(names, inputs["cells"]):
                 linecache.cache[name] = (len(source), None, source.splitlines(True), name)   # inspect reads it there
                 exec(compile(source, name, "exec"), namespace)
     finally:
-        runtime._current.clear()
-        runtime._current.update(started)
         for name, value in before.items():
             if value is None:
                 os.environ.pop(name, None)
             else:
                 os.environ[name] = value
+        random.setstate(states[0])
+        numpy.random.set_state(states[1])
+        torch.set_rng_state(states[2])
+        runtime._current.clear()
+        runtime._current.update(started)
+        runtime._announced.clear()
+        runtime._announced.update(announced)
+        for name in names:
+            linecache.cache.pop(name, None)
         if not inputs.get("output"):
             shutil.rmtree(output, ignore_errors=True)
     return namespace
@@ -267,11 +280,18 @@ class GeneratorFrechetDistance:
         from . import notebook_cells
         from .digits import given_to_the_sandbox
 
-        return {"cells": notebook_cells("06_gan_mnist", TRAINING_CELLS), "digits": given_to_the_sandbox()}
+        return {"cells": notebook_cells("06_gan_mnist", TRAINING_CELLS), "digits": given_to_the_sandbox(),
+                "epochs": EPOCHS}
 
     @staticmethod
     def probe(answers, inputs):
-        return {"state": notebook_cells_run(answers, inputs)["generator"].state_dict()}
+        run = notebook_cells_run(answers, inputs)
+        history, training = run["history"], run["training"]
+        if (history["from_checkpoint"] or training["epochs"] != inputs["epochs"]
+                or len(history["loss_d"]) != inputs["epochs"] or training["data"] != "given"
+                or not torch.equal(run["mnist"].train_x.cpu(), inputs["digits"]["train_x"])):
+            raise RuntimeError("the notebook's training cell did not train its quick recipe on the digits given")
+        return {"state": run["generator"].state_dict()}
 
     @staticmethod
     def evaluate(outputs, ref, data):

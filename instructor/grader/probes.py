@@ -157,6 +157,7 @@ def run(job_file: Path, out: Path) -> None:
     torch.manual_seed(0)
     if any(test.get("trains") for test in job["tests"]):
         import helpers  # noqa: F401  (its classes and loops are what the grader's training calls)
+        import helpers.measures  # noqa: F401  (the notebook cells a model test runs call it: watched from the start)
         import helpers.models  # noqa: F401
         settle_libraries()
     libraries = library_state()

@@ -282,6 +282,20 @@ def handed_over(path: Path, folder: Path, limit: int = HANDED_BYTES) -> bytes | 
     return content if len(content) <= limit else None
 
 
+def holds_the_measured_model(content: bytes, outputs) -> bool:
+    """True when a handed-over checkpoint, read as data (score.safe_load), holds exactly the weights the probe
+    returned, those the grader measures: the notebook's run then shows the model that was scored, never another."""
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "checkpoint.pt"
+        path.write_bytes(content)
+        payload = score.safe_load(path, Path(folder), HANDED_BYTES)
+    try:
+        saved, state = payload["state_dict"], outputs["state"]
+        return saved.keys() == state.keys() and all(torch.equal(saved[k], state[k]) for k in state)
+    except Exception:                         # not a checkpoint, or not of that model
+        return False
+
+
 def probe_processes(tests: list, module: str, inputs: dict, control: Path, settings: Settings,
                     deadline: float, handed: dict | None = None) -> dict:
     """Run `tests` until each reports or kills its process (a test that hangs or crashes is not run again, the tests
@@ -319,7 +333,7 @@ def probe_processes(tests: list, module: str, inputs: dict, control: Path, setti
         for test in hands_over:
             if handed is not None and results.get(test.name) and "outputs" in results[test.name]:
                 found = handed_over(folder / NOTEBOOK_OUTPUT / test.hands_over, folder)
-                if found is not None:
+                if found is not None and holds_the_measured_model(found, results[test.name]["outputs"]):
                     handed[test.hands_over] = found
         return results
     finally:

@@ -193,6 +193,24 @@ def test_a_probe_that_carries_another_questions_answer_shares_its_process_only_w
     assert len(run.probe_groups(bank.tests("04_vae"))) == 5
 
 
+def test_a_model_test_that_hands_a_file_over_runs_alone_and_hands_over_only_the_model_it_returned(tmp_path):
+    """06's generator test runs in a process of its own (its file reaches the kernel: nothing of another test's probe
+    may ride in it), and its checkpoint goes to the notebook's run only when it holds the very weights the probe
+    returned, those the grader measures."""
+    from helpers import ConvGenerator, save_checkpoint
+
+    groups = [[t.name for t in g] for g in run.probe_groups(bank.tests("06_gan_mnist"))]
+    assert groups[1:] == [["GeneratorFrechetDistance"]] and "GeneratorFrechetDistance" not in groups[0]
+    torch.manual_seed(0)
+    model = ConvGenerator(latent_dim=4, channels=(4, 2))
+    content = save_checkpoint(tmp_path / "generator.pt", model, {"epochs": 1}, history={}).read_bytes()
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    assert run.holds_the_measured_model(content, {"state": state})
+    state[next(iter(state))] += 1
+    assert not run.holds_the_measured_model(content, {"state": state})
+    assert not run.holds_the_measured_model(b"not a checkpoint", {"state": state})
+
+
 # probes that put code of the grader's own in place of an answer of their notebook, code that is not that answer
 NOT_THE_ANSWERS = {"GanStep": "deterministic losses and translation of the grader's, unlike the answers",
                    "VaeLoss": "given terms with an offset for other inputs, unlike elbo_terms and elbo"}

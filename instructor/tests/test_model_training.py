@@ -207,6 +207,8 @@ def test_the_gan_is_trained_in_quick_settings_on_the_given_digits_from_scratch(t
     assert torch.equal(torch.get_rng_state(), state[0]) and ours() == state[1]
     again = gan_probe_in_one_epoch(gan, output=str(tmp_path / "notebook"))    # its checkpoint is there now
     assert "error" in again and "did not train its quick recipe" in again["error"], again
+    shorter = gan_probe_in_one_epoch(gan, epochs=2)         # the cells' settings train fewer epochs than the recipe
+    assert "error" in shorter and "did not train its quick recipe" in shorter["error"], shorter
 
     given = helpers.data._load_given
     monkeypatch.setattr(helpers.data, "_load_given", lambda: doubled(given()))

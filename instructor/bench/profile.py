@@ -104,11 +104,11 @@ class Clock:
 
 def sandboxed(argv: list, folder: Path) -> tuple:
     """(wall, CPU) seconds of one sandboxed process, started as the grader starts its probe processes."""
-    from instructor.grader import run, sandbox
+    from instructor.grader import launch, run, sandbox
 
     settings = run.Settings()
     command = sandbox.command(argv, writable=folder, readonly=[ROOT / "helpers"],
-                              env=run.sandbox_env(folder, folder, settings), limits=settings.limits, cwd=folder)
+                              env=launch.sandbox_env(folder, folder, settings), limits=settings.limits, cwd=folder)
     wall, used = time.perf_counter(), cpu()
     subprocess.run(command, cwd=folder, env={"PATH": "/usr/bin:/bin"}, check=True, stdin=subprocess.DEVNULL,
                    stdout=subprocess.DEVNULL)
@@ -145,7 +145,7 @@ def trains(cell, nb) -> bool:
 def instrument(clock: Clock) -> None:
     """Wrap the grader's stages (see the module's docstring)."""
     from instructor.grader import __main__ as grader
-    from instructor.grader import jobs, kernel, report, run, score
+    from instructor.grader import jobs, kernel, probing, report, run, score
 
     original_run_job = run.run_job
 
@@ -160,7 +160,7 @@ def instrument(clock: Clock) -> None:
     import instructor.grader.cluster as cluster
     cluster.run_job = run_job
     clock.wrap(run, "run_probes", "probes (all of their processes, the model tests' training included)")
-    clock.wrap(run, "spawn", "probe processes started")
+    clock.wrap(probing, "spawn", "probe processes started")
     clock.wrap(kernel, "execute_notebook", "notebook run (kernel start to kill)")
     clock.wrap_async(kernel.CappedClient, "async_start_new_kernel_client", "kernel start (until it answers)")
     clock.wrap_async(kernel.CappedClient, "async_execute_cell",

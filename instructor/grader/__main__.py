@@ -6,8 +6,9 @@
     check-key                                    exit 1 when the key lacks a model test of the bank
 
 Stages: plan.py (read the class) -> rebuild.py and jobs.py (the release with each student's answers) -> run.py
-(sandboxed, on cluster.py's engine) -> score.py (the grader's own measurements) -> report.py (gradebook, feedback, TA
-pages). docs/instructors.md says what each protects against and what it does not.
+(sandboxed, on cluster.py's engine; probing.py runs the probes, launch.py starts and watches the processes) ->
+score.py (the grader's own measurements) -> report.py (gradebook, feedback, TA pages). docs/instructors.md says what
+each protects against and what it does not.
 """
 import dataclasses
 import datetime

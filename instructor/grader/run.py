@@ -2,11 +2,11 @@
 
 A job is plain data (the rebuilt notebook, the student's exported answers, the settings), so that it runs the same
 in this process, in a local pool or on a Dask worker. In its own fresh folder, the job
-  1. runs the hidden tests' probes on the student's exported answers (probes.py, sandboxed, in folders of their
-     own; a probe that hangs or kills its process costs that test only: the rest run again in a fresh process; a
-     probe that carries another question's answer runs beside only those that carry the same), the model tests'
-     probes training the grader's models with the student's functions on the training digits (06's by the notebook's
-     own training cell, whose checkpoint is then laid where the notebook's run loads it: trained once),
+  1. runs the hidden tests' probes on the student's exported answers (probing.py, probes.py: sandboxed, in folders
+     of their own; a probe that hangs or kills its process costs that test only: the rest run again in a fresh
+     process; a probe that carries another question's answer runs beside only those that carry the same), the model
+     tests' probes training the grader's models with the student's functions on the training digits (06's by the
+     notebook's own training cell, whose checkpoint is then laid where the notebook's run loads it: trained once),
   2. checks the probes' outputs and measures the trained models on the test digits, outside the sandbox (score.py),
   3. executes the notebook (kernel.py: the kernel sandboxed, the executed copy kept here) for the TAs: its figures,
      its errors and what it saves are evidence, never points,
@@ -18,9 +18,6 @@ import json
 import os
 import shutil
 import socket
-import stat
-import subprocess
-import sys
 import tempfile
 import time
 import zlib
@@ -32,18 +29,13 @@ import nbformat
 import torch
 
 from answers import export
-from helpers import cpu
 from tools import nbcells
 
-from . import bank, forking, kernel, sandbox, score, unsandboxed
+from . import bank, kernel, sandbox, score, unsandboxed
 from .bank import digits
+from .launch import DIGITS, disk_watch, reaper, sandbox_env, visible_paths
+from .probing import run_probes
 from .reference import Reference
-
-ROOT = Path(__file__).resolve().parents[2]
-PROBES = Path(__file__).with_name("probes.py")
-DIGITS = "digits.pt"          # in the control folder: the digits the sandbox may read
-NOTEBOOK_OUTPUT = "notebook"  # in the probes' folder: where a model test runs the notebook's cells (DGM_OUTPUT)
-HANDED_BYTES = 16 * 2**20      # the largest checkpoint a probe may hand over (06's generator: 1.7 MB)
 
 
 class GraderFailure(Exception):
@@ -124,221 +116,6 @@ def exported_answers(notebooks: dict, notes: dict | None = None) -> dict:
         if text:
             modules[export.module_name(Path(f"{stem}.ipynb"))] = text
     return modules
-
-
-def sandbox_env(work: Path, control: Path, settings: Settings) -> dict:
-    """The job's variables: the grader's own CPU path for PyTorch (helpers/cpu.py), so that the probes, which import
-    torch before anything else, round as the grader's process and the notebooks do."""
-    pinned = {name: value for name, value in os.environ.items() if name in cpu.PINNED or name == cpu.PATH_VARIABLE}
-    return {**pinned, "DGM_MODE": settings.mode, "DGM_DATA_SOURCE": "given", "DGM_DATA_FILE": str(control / DIGITS),
-            "DGM_OUTPUT": str(work / "out"),
-            "PYTHONPATH": f"{control / 'lib'}:{ROOT}", "OMP_NUM_THREADS": str(settings.threads),
-            "MKL_NUM_THREADS": str(settings.threads)}
-
-
-def visible_paths(control: Path) -> list:
-    """What the sandbox shows beyond the job's folder, read-only: the helpers the notebooks import, and the job's
-    control folder (the student's exported answers, with the reference answers of the notebooks it imports, and the
-    digits it may read: what the job must read but never replace). Never the notebooks, the solutions, the results,
-    the checkpoints, the key, the grader, the hidden tests of other processes or .git."""
-    return [ROOT / "helpers", control]
-
-
-BLOCK = 4096          # what the smallest file or folder takes of a disk, whatever its size says
-
-
-def folder_usage(folder: Path, cap_bytes: int, cap_files: int) -> tuple:
-    """(bytes, entries) under `folder` (links not followed), each file or folder at least one block, counted up to
-    just past either cap: a scan stops early rather than walk what a job made to be slow to walk."""
-    total, count, todo = 0, 0, [folder]
-    while todo and total <= cap_bytes and count <= cap_files:
-        try:
-            with os.scandir(todo.pop()) as entries:
-                for entry in entries:
-                    count += 1
-                    if entry.is_dir(follow_symlinks=False):
-                        todo.append(entry.path)
-                        total += BLOCK
-                    else:
-                        total += max(BLOCK, entry.stat(follow_symlinks=False).st_size)
-                    if total > cap_bytes or count > cap_files:
-                        break
-        except OSError:
-            continue
-    return total, count
-
-
-def disk_watch(work: Path, settings: Settings):
-    """The watchdog of a job's folder: the limit it went over, in words, or None."""
-    limits = settings.limits
-
-    def over() -> str | None:
-        used, entries = folder_usage(work, limits.disk_bytes, limits.files)
-        if used > limits.disk_bytes:
-            return f"its folder took more than {limits.disk_bytes // 2**20} MB of disk"
-        if entries > limits.files:
-            return f"its folder held more than {limits.files:,} files and folders"
-        return None
-    return over
-
-
-def spawn(argv: list, work: Path, control: Path, settings: Settings, timeout: float, progress=None,
-          runner: Path | None = None, forked: bool = False) -> None:
-    """Run argv sandboxed (or only limited, without the sandbox) within `timeout`, within a cell's time of the last
-    change of `progress()`, and within the disk limit; a hang is killed, with everything inside. `runner`: a folder
-    shown read-only to this process alone. `forked`: argv is a Python program, which the fork server forks into the
-    sandbox where it can (forking.py), instead of a new Python importing torch again."""
-    env = sandbox_env(work, control, settings)
-    process = None
-    if settings.sandboxed:
-        readonly = visible_paths(control) + ([runner] if runner else [])
-        if forked:
-            process = forking.start(argv, work, readonly, env, settings.limits, cwd=work)
-        if process is None:
-            command = sandbox.command(argv, writable=work, readonly=readonly, env=env,
-                                      limits=settings.limits, cwd=work)
-        popen_env = {"PATH": "/usr/bin:/bin"}
-    else:
-        command, popen_env = sandbox.limited(argv, settings.limits), {**sandbox.base_env(work), **env}
-    if process is None:
-        process = subprocess.Popen(command, cwd=work, env=popen_env, stdin=subprocess.DEVNULL,
-                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    deadline, seen, changed, over = time.monotonic() + timeout, None, time.monotonic(), disk_watch(work, settings)
-    try:
-        while process.poll() is None:
-            try:
-                now = progress() if progress else None
-            except OSError:                            # the job replaced what progress() looks at: no progress
-                now = seen
-            if now != seen:
-                seen, changed = now, time.monotonic()
-            if time.monotonic() > min(deadline, changed + settings.cell_timeout) or over():
-                break
-            time.sleep(0.2)
-    finally:
-        if process.poll() is None:                     # whatever ended the wait, nothing of the job outlives it
-            process.kill()
-        process.wait()
-        if not settings.sandboxed:
-            reaper().reap()                            # a detached grandchild of the job dies here
-
-
-@cache
-def reaper() -> sandbox.Reaper:
-    """This worker process as the subreaper of what unsandboxed jobs leave behind (one per process)."""
-    return sandbox.Reaper()
-
-
-def probe_groups(tests: list) -> list:
-    """The tests as the processes that run them: first those whose probes carry no other question's answer, then
-    one process for each set of carried answers (`bank.runs_alone`), holding only the probes that carry exactly that
-    set: the answers a probe carries are never within reach of code graded for a question whose probe lacks them;
-    and one for each model test that hands a file over to the notebook's run, alone: what its process could read
-    (its own probe and inputs, no other test's) is all that file could carry to the kernel."""
-    groups = {frozenset(): []}
-    for test in tests:
-        own = isinstance(test, bank.ModelTest) and test.hands_over     # what its process can read may reach the kernel
-        groups.setdefault(("hands over", test.name) if own else test.carried, []).append(test)
-    return [group for group in groups.values() if group]
-
-
-def run_probes(tests: list, job: Job, control: Path, settings: Settings, deadline: float) -> tuple:
-    """(test name -> the probe's result, or None when it never finished; the inputs; the files the probes hand over
-    to the notebook's run, by their path under its output folder), each group of `probe_groups` in a process and
-    folder of its own."""
-    inputs = {t.name: score.draw_inputs(t, score.seed_for(settings.key_version, job.slug, t.name)) for t in tests}
-    module = export.module_name(Path(f"{job.notebook}.ipynb"))
-    results, handed = {}, {}
-    for group in probe_groups(tests):
-        results.update(probe_processes(group, module, inputs, control, settings, deadline, handed))
-    return {t.name: results.get(t.name) for t in tests}, inputs, handed
-
-
-def handed_over(path: Path, folder: Path, limit: int = HANDED_BYTES) -> bytes | None:
-    """The bytes of a file a probe saved for the notebook's run: a regular file of at most `limit` bytes, reached from
-    `folder` one name at a time through no link (each opened relative to the last, so that nothing the job's
-    processes might still rename while they are being killed can point the grader elsewhere); else None (the
-    notebook then trains its model itself)."""
-    try:
-        parts = Path(path).relative_to(folder).parts
-        at = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
-    except (ValueError, OSError):
-        return None
-    try:
-        for part in parts[:-1]:
-            inner = os.open(part, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=at)
-            os.close(at)
-            at = inner
-        fd = os.open(parts[-1], os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK, dir_fd=at)
-    except (OSError, IndexError):
-        return None
-    finally:
-        os.close(at)
-    with os.fdopen(fd, "rb") as f:
-        found = os.fstat(f.fileno())
-        if not stat.S_ISREG(found.st_mode) or found.st_size > limit:
-            return None
-        content = f.read(limit + 1)
-    return content if len(content) <= limit else None
-
-
-def holds_the_measured_model(content: bytes, outputs) -> bool:
-    """True when a handed-over checkpoint, read as data (score.safe_load), holds exactly the weights the probe
-    returned, those the grader measures: the notebook's run then shows the model that was scored, never another."""
-    with tempfile.TemporaryDirectory() as folder:
-        path = Path(folder) / "checkpoint.pt"
-        path.write_bytes(content)
-        payload = score.safe_load(path, Path(folder), HANDED_BYTES)
-    try:
-        saved, state = payload["state_dict"], outputs["state"]
-        return saved.keys() == state.keys() and all(torch.equal(saved[k], state[k]) for k in state)
-    except Exception:                         # not a checkpoint, or not of that model
-        return False
-
-
-def probe_processes(tests: list, module: str, inputs: dict, control: Path, settings: Settings,
-                    deadline: float, handed: dict | None = None) -> dict:
-    """Run `tests` until each reports or kills its process (a test that hangs or crashes is not run again, the tests
-    after it are), in a fresh folder with a job file that no other process sees: the notebook's kernel, which runs
-    after, sees neither the probes' code nor what they wrote, but for the files that model tests hand over (read
-    into `handed`, by their path under the notebook's output folder, when their test reported)."""
-    folder = Path(tempfile.mkdtemp(prefix="dgm-probes-"))
-    runner = Path(tempfile.mkdtemp(prefix="dgm-runner-"))
-    hands_over = [t for t in tests if isinstance(t, bank.ModelTest) and t.hands_over]
-    try:
-        out = folder / "probes"
-        out.mkdir()
-        for test in hands_over:     # the notebook's cells run there (quick), with the classifier they load laid
-            inputs[test.name]["output"] = str(folder / NOTEBOOK_OUTPUT)
-            given = folder / NOTEBOOK_OUTPUT / "checkpoints" / digits.CLASSIFIER
-            given.parent.mkdir(parents=True, exist_ok=True)
-            given.write_bytes(digits.classifier_checkpoint("quick"))
-        shutil.copy(PROBES, runner / "probes.py")
-        results, remaining = {}, list(tests)
-        while remaining and time.monotonic() < deadline:
-            torch.save({"module": module, "path": str(control / "lib"), "tests": [
-                {"name": t.name, "source": t.probe_source, "inputs": inputs[t.name], "seconds": settings.cell_timeout,
-                 "trains": isinstance(t, bank.ModelTest)} for t in remaining]}, runner / "job.pt")
-            spawn([sys.executable, str(runner / "probes.py"), str(runner / "job.pt"), str(out)], folder, control,
-                  settings, deadline - time.monotonic(), progress=lambda: len(list(out.iterdir())), runner=runner,
-                  forked=True)
-            before = len(remaining)
-            for test in list(remaining):
-                result = score.read_result(out / f"{test.name}.pt", folder)
-                if result is not None or (out / f"{test.name}.started").exists():
-                    results[test.name] = result        # None: it started and never reported (a hang, a crash)
-                    remaining.remove(test)
-            if len(remaining) == before:
-                break                                  # nothing started at all: running again would not help
-        for test in hands_over:
-            if handed is not None and results.get(test.name) and "outputs" in results[test.name]:
-                found = handed_over(folder / NOTEBOOK_OUTPUT / test.hands_over, folder)
-                if found is not None and holds_the_measured_model(found, results[test.name]["outputs"]):
-                    handed[test.hands_over] = found
-        return results
-    finally:
-        shutil.rmtree(folder, ignore_errors=True)
-        shutil.rmtree(runner, ignore_errors=True)
 
 
 def figures(nb: nbformat.NotebookNode) -> dict:

@@ -13,7 +13,7 @@ import psutil
 import pytest
 import torch
 
-from instructor.grader import forking, run, sandbox
+from instructor.grader import forking, launch, probing, run, sandbox
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.skipif(sandbox.problem() is not None, reason=f"no sandbox here: {sandbox.problem()}")
@@ -89,10 +89,10 @@ def probe_job(tmp_path: Path, source: str, inputs: dict, settings: run.Settings,
         path.mkdir(parents=True)
     (control / "lib" / "answers" / "__init__.py").write_text("")
     (control / "lib" / "answers" / "empty.py").write_text("")
-    shutil.copy(run.PROBES, runner / "probes.py")
+    shutil.copy(probing.PROBES, runner / "probes.py")
     torch.save({"module": "empty", "path": str(control / "lib"), "tests": [
         {"name": "t", "source": source, "inputs": inputs, "seconds": 60, "trains": False}]}, runner / "job.pt")
-    run.spawn([sys.executable, str(runner / "probes.py"), str(runner / "job.pt"), str(folder / "probes")], folder,
+    launch.spawn([sys.executable, str(runner / "probes.py"), str(runner / "job.pt"), str(folder / "probes")], folder,
               control, settings, timeout, progress=lambda: len(list((folder / "probes").iterdir())), runner=runner,
               forked=forked)
     result = run.score.read_result(folder / "probes" / "t.pt", folder)

@@ -3,6 +3,7 @@ through no link; one student's odd files never stop the class; reports cannot be
 text; a hung or swapped probe folder never keeps a sandbox alive; cache keys never collide."""
 import ast
 import os
+import sys
 import time
 import zipfile
 from pathlib import Path
@@ -12,7 +13,7 @@ import pytest
 import torch
 
 from instructor import course_model
-from instructor.grader import bank, jobs, plan, rebuild, report, run, sandbox, score
+from instructor.grader import bank, jobs, launch, plan, probing, rebuild, report, run, sandbox, score
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -46,17 +47,17 @@ def test_a_file_handed_over_to_the_notebook_is_read_from_the_probes_own_folder_t
     (work / "notebook" / "checkpoints").mkdir(parents=True)
     own = work / "notebook" / "checkpoints" / "model.pt"
     own.write_bytes(b"the probe's")
-    assert run.handed_over(own, work) == b"the probe's"
-    assert run.handed_over(own, work, limit=5) is None
+    assert probing.handed_over(own, work) == b"the probe's"
+    assert probing.handed_over(own, work, limit=5) is None
     own.unlink()
     own.symlink_to(host / "checkpoints" / "model.pt")
-    assert run.handed_over(own, work) is None
+    assert probing.handed_over(own, work) is None
     own.unlink()
     os.mkfifo(own)
-    assert run.handed_over(own, work) is None                  # never waits on a pipe nobody writes
+    assert probing.handed_over(own, work) is None                  # never waits on a pipe nobody writes
     (work / "notebook" / "checkpoints").rename(work / "old")
     (work / "notebook" / "checkpoints").symlink_to(host / "checkpoints")
-    assert run.handed_over(own, work) is None
+    assert probing.handed_over(own, work) is None
 
 
 @pytest.mark.parametrize("attack", ["stride_zero", "shared_references", "deep", "compressed", "not_a_string"])
@@ -135,7 +136,7 @@ def test_a_probe_that_hangs_or_breaks_what_the_grader_watches_is_killed_within_a
     def broken():
         raise OSError("the job replaced the folder progress() lists")
 
-    run.spawn(["sleep", "60"], tmp_path, tmp_path, settings, timeout=30, progress=broken)
+    launch.spawn(["sleep", "60"], tmp_path, tmp_path, settings, timeout=30, progress=broken)
     assert time.monotonic() - started < 10
 
 
@@ -145,21 +146,21 @@ def test_a_job_that_fills_its_folder_is_stopped(tmp_path):
     writer = ("import itertools\nfor i in itertools.count():\n"
               "    open(f'f{i}', 'wb').write(b'x' * 2**19)")
     started = time.monotonic()
-    run.spawn([run.sys.executable, "-c", writer], tmp_path, tmp_path, settings, timeout=60)
+    launch.spawn([sys.executable, "-c", writer], tmp_path, tmp_path, settings, timeout=60)
     # stopped within a poll of the watchdog: without it, a minute of writing would fill the disk
-    assert time.monotonic() - started < 20 and run.folder_usage(tmp_path, 2**31, 10**9)[0] < 2**30
+    assert time.monotonic() - started < 20 and launch.folder_usage(tmp_path, 2**31, 10**9)[0] < 2**30
 
 
 def test_a_job_that_makes_many_empty_files_is_stopped_and_its_scan_stays_short(tmp_path):
     settings = run.Settings(cell_timeout=30, sandboxed=sandbox.problem() is None, limits=sandbox.Limits(files=2_000))
     writer = "import itertools\nfor i in itertools.count():\n    open(f'e{i}', 'w').close()"
     started = time.monotonic()
-    run.spawn([run.sys.executable, "-c", writer], tmp_path, tmp_path, settings, timeout=60)
+    launch.spawn([sys.executable, "-c", writer], tmp_path, tmp_path, settings, timeout=60)
     assert time.monotonic() - started < 20
-    assert "more than 2,000 files" in run.disk_watch(tmp_path, settings)()
+    assert "more than 2,000 files" in launch.disk_watch(tmp_path, settings)()
     scan = time.monotonic()
-    assert run.folder_usage(tmp_path, 2**40, 2_000)[1] == 2_001 and time.monotonic() - scan < 1
-    assert run.folder_usage(tmp_path, 10 * 4096, 10**9)[0] <= 11 * 4096            # empty files take a block each
+    assert launch.folder_usage(tmp_path, 2**40, 2_000)[1] == 2_001 and time.monotonic() - scan < 1
+    assert launch.folder_usage(tmp_path, 10 * 4096, 10**9)[0] <= 11 * 4096            # empty files take a block each
 
 
 def test_the_grader_reads_its_settings_once_from_the_command_line_and_the_environment():
@@ -182,15 +183,15 @@ def test_a_probe_that_carries_another_questions_answer_shares_its_process_only_w
     the probes that carry none run first, together."""
     for notebook in ("04_vae", "05_gan_theory"):
         tests = bank.tests(notebook)
-        groups = run.probe_groups(tests)
+        groups = probing.probe_groups(tests)
         assert sorted(t.name for g in groups for t in g) == sorted(t.name for t in tests)
         assert not any(t.runs_alone for t in groups[0])
         for group in groups[1:]:
             assert len({t.carried for t in group}) == 1 and group[0].carried
-    names = [[t.name for t in g] for g in run.probe_groups(bank.tests("05_gan_theory"))[1:]]
+    names = [[t.name for t in g] for g in probing.probe_groups(bank.tests("05_gan_theory"))[1:]]
     assert sorted(names) == sorted([["ValueAtOptimalDiscriminator"], ["NonSaturatingCriterion"],
                                     ["SimultaneousUpdate", "TrainingRound"]])
-    assert len(run.probe_groups(bank.tests("04_vae"))) == 5
+    assert len(probing.probe_groups(bank.tests("04_vae"))) == 5
 
 
 def test_a_model_test_that_hands_a_file_over_runs_alone_and_hands_over_only_the_model_it_returned(tmp_path):
@@ -199,16 +200,16 @@ def test_a_model_test_that_hands_a_file_over_runs_alone_and_hands_over_only_the_
     returned, those the grader measures."""
     from helpers import ConvGenerator, save_checkpoint
 
-    groups = [[t.name for t in g] for g in run.probe_groups(bank.tests("06_gan_mnist"))]
+    groups = [[t.name for t in g] for g in probing.probe_groups(bank.tests("06_gan_mnist"))]
     assert groups[1:] == [["GeneratorFrechetDistance"]] and "GeneratorFrechetDistance" not in groups[0]
     torch.manual_seed(0)
     model = ConvGenerator(latent_dim=4, channels=(4, 2))
     content = save_checkpoint(tmp_path / "generator.pt", model, {"epochs": 1}, history={}).read_bytes()
     state = {k: v.clone() for k, v in model.state_dict().items()}
-    assert run.holds_the_measured_model(content, {"state": state})
+    assert probing.holds_the_measured_model(content, {"state": state})
     state[next(iter(state))] += 1
-    assert not run.holds_the_measured_model(content, {"state": state})
-    assert not run.holds_the_measured_model(b"not a checkpoint", {"state": state})
+    assert not probing.holds_the_measured_model(content, {"state": state})
+    assert not probing.holds_the_measured_model(b"not a checkpoint", {"state": state})
 
 
 # probes that put code of the grader's own in place of an answer of their notebook, code that is not that answer

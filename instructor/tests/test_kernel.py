@@ -177,13 +177,13 @@ print(r.status, r.notebook.cells[0].outputs[0].text.strip())
 
 def test_what_the_kernel_writes_in_its_own_folder_counts_towards_the_jobs_disk_limit(area):
     """The kernel's connection and profile folder is writable by the kernel: it lies in the job's folder, watched."""
-    from instructor.grader import run
+    from instructor.grader import launch, run
 
     settings = run.Settings(limits=sandbox.Limits(disk_bytes=2 * 2**20))
     writer = "import os\nopen(os.path.join(os.environ['IPYTHONDIR'], 'fill'), 'wb').write(b'x' * 3 * 2**20)\n" \
              "import time; time.sleep(15)"
     started = time.monotonic()
-    result = execute(area, writer, watch=run.disk_watch(area.job, settings))
+    result = execute(area, writer, watch=launch.disk_watch(area.job, settings))
     assert result.status != "ok" and "MB of disk" in result.message and time.monotonic() - started < 15
 
 
